@@ -1,0 +1,33 @@
+"""Pure formulas for where SGD settles near a minimum (numpy/scipy only).
+
+Continuous-time (OU) results of Wang (2019) and Jastrzębski et al. (2018), the exact
+discrete-time correction, and the exact finite-sum least-squares law.  See
+``docs/theory.md`` in the shared notes for conventions.
+"""
+
+from ._validate import StabilityError
+from .least_squares import LeastSquaresStationary, least_squares_stationary
+from .lyapunov import stationary_covariance
+from .sampling import noise_factor
+from .stationary import (
+    expected_grad_sqnorm,
+    expected_loss_discrete,
+    expected_loss_jastrzebski,
+    expected_loss_wang,
+    expected_sq_distance,
+    sgd_covariance,
+)
+
+__all__ = [
+    "StabilityError",
+    "noise_factor",
+    "stationary_covariance",
+    "sgd_covariance",
+    "expected_loss_wang",
+    "expected_loss_jastrzebski",
+    "expected_loss_discrete",
+    "expected_grad_sqnorm",
+    "expected_sq_distance",
+    "least_squares_stationary",
+    "LeastSquaresStationary",
+]
