@@ -1,0 +1,95 @@
+r"""The linear-Gaussian recursion shared by SGD (Gaussian noise), Euler–Maruyama and exact OU.
+
+In H's eigenbasis all three are
+
+.. math::  x_{k+1} = a \odot x_k + F z_k,\qquad z_k \sim N(0, I_r),
+
+with a diagonal drift factor ``a`` (d,) and a noise factor F (d, r), F Fᵀ = Q the
+per-step noise covariance.  Only the coefficients differ (see sgd.py, sde.py, ou.py).
+Noise for a block of K steps is drawn at once and transformed by one in-place
+triangular BLAS product (F is the Cholesky factor when Q is positive definite).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.linalg import blas
+
+_trmm = blas.get_blas_funcs("trmm", dtype=np.float64)
+
+
+def noise_factor_matrix(cov: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Return (F, lower) with F Fᵀ = cov: Cholesky if cov is PD, else V sqrt(λ⁺) of rank r."""
+    try:
+        return np.asfortranarray(np.linalg.cholesky(cov)), True
+    except np.linalg.LinAlgError:
+        lam, vec = np.linalg.eigh(cov)
+        keep = lam > 1e-14 * max(lam[-1], 0.0)
+        return vec[:, keep] * np.sqrt(lam[keep]), False
+
+
+def recurse(a: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
+    """In place: out[k] ← a ⊙ out[k−1] + out[k], with out[−1] ≡ x (out holds the noise on entry)."""
+    tmp = np.empty_like(x)
+    prev = x
+    for k in range(out.shape[0]):
+        np.multiply(prev, a, out=tmp)
+        out[k] += tmp
+        prev = out[k]
+
+
+@dataclass(frozen=True, eq=False)
+class LinearGaussian:
+    """x ← a ⊙ x + F z, vectorised over chains (leading axis); see module docstring.
+
+    ``method``, ``step`` (time step in SGD-time units, t = kη) and ``noise_factor``
+    (c_S) are carried for the driver's bookkeeping.
+    """
+
+    a: np.ndarray
+    cov: np.ndarray              # per-step noise covariance Q = F Fᵀ (eigenbasis)
+    method: str
+    step: float
+    noise_factor: float
+
+    def __post_init__(self):
+        factor, lower = noise_factor_matrix(self.cov)
+        object.__setattr__(self, "_factor", factor)
+        object.__setattr__(self, "_lower", lower)
+
+    def relaxation_steps(self) -> float:
+        """τ = −1/log max_i a_i²: steps per e-fold of the second moments' slowest mode."""
+        rho = float(np.max(self.a ** 2))
+        return 0.0 if rho == 0.0 else -1.0 / np.log(rho)
+
+    def init(self, source, x0: np.ndarray):
+        """State: the (n_chains, d) array of eigenbasis coordinates."""
+        return np.array(x0, dtype=float)
+
+    def advance(self, state, source, out: np.ndarray):
+        """Fill ``out`` (K, n_chains, d) with the next K states; return the new state.
+
+        ``source`` is a :class:`~sim.noise.NormalSource`.
+        """
+        self.noise(source, out)
+        recurse(self.a, state, out)
+        return out[-1].copy()
+
+    def noise(self, source, out: np.ndarray) -> None:
+        """Fill the C-contiguous ``out`` (..., d) with independent N(0, Q) draws."""
+        d = out.shape[-1]
+        factor = self._factor
+        if factor.shape[1] == 0:
+            out[...] = 0.0
+        elif self._lower:
+            source.standard_normal(out)
+            # (K·c, d) C-order is (d, K·c) Fortran-order: trmm overwrites it with F Z.
+            res = _trmm(1.0, factor, out.reshape(-1, d).T, side=0, lower=1, overwrite_b=1)
+            if not np.shares_memory(res, out):          # pragma: no cover - BLAS copied
+                out.reshape(-1, d)[...] = res.T
+        else:
+            z = np.empty((out.size // d, factor.shape[1]))
+            source.standard_normal(z)
+            np.matmul(z, factor.T, out=out.reshape(-1, d))

@@ -1,0 +1,216 @@
+r"""One driver: problem × method × sampler → stationary statistics with honest error bars.
+
+``simulate`` builds a stepper (sgd.py, sde.py, ou.py), draws each chain's start from
+the continuous-time stationary law N(0, η c_S Γ) (HΓ + ΓH = Σ), discards a burn-in of
+``BURN_IN_RELAXATIONS`` second-moment relaxation times, then time-averages the
+observables of :mod:`sim.stats` over ``n_steps`` steps.
+
+Chains are split into fixed shards (sized from n_chains and d only); each shard has
+its own generator seeded from ``rng`` and shards run on threads (numpy and BLAS
+release the GIL).  Shards do not depend on the thread count, so a seed gives the
+same numbers on any machine.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+
+import numpy as np
+
+from . import _validate as v
+from ._linear import noise_factor_matrix
+from ._run import Shard, run_shards
+from .noise import NORMALS, NormalSource
+from .ou import exact_ou
+from .problems import GaussianQuadratic, LeastSquares
+from .samplers import SAMPLERS, make_sampler, sampler_noise_factor
+from .sde import euler_maruyama
+from .sgd import MinibatchSGD, gaussian_sgd
+from .result import SimulationResult, collect
+from .stats import ChainRecorder, observable_weights
+
+__all__ = ["METHODS", "SimulationResult", "make_stepper", "simulate"]
+
+METHODS = ("sgd", "em", "ou")
+# e^{-20} ≈ 2e-9: what is left of the start's mismatch in the second moments.
+BURN_IN_RELAXATIONS = 20.0
+# A shard is >= 256 chains and >= 8192 state entries: smaller ones pay more numpy
+# call overhead than arithmetic.  Shards depend only on (n_chains, d), never on cores.
+SHARD_CHAINS = 256
+_SHARD_ELEMENTS = 8192
+N_BATCHES = 20
+# Per-chain covariance accumulators cost n_chains·d² doubles; 2.5e7 is 200 MB.
+_MAX_COV_ELEMENTS = 25_000_000
+# Block of K steps per shard and round: ~1 MB of states stays in cache.
+_BLOCK_ELEMENTS = 2 ** 17
+
+
+def make_stepper(problem, method, *, lr, batch_size, sampler="with_replacement", step=None):
+    """Validated stepper for ``method`` on ``problem`` (see :func:`simulate` for arguments)."""
+    if not isinstance(problem, (GaussianQuadratic, LeastSquares)):
+        raise ValueError(f"problem must be a GaussianQuadratic or LeastSquares; got "
+                         f"{type(problem).__name__}")
+    v.choice(method, "method", METHODS)
+    v.choice(sampler, "sampler", SAMPLERS)
+    lr = v.positive_float(lr, "lr")
+    s = v.integer(batch_size, "batch_size", minimum=1, maximum=problem.n_data)
+    h = lr if step is None else v.positive_float(step, "step")
+    if method == "sgd" and step is not None and h != lr:
+        raise ValueError(f"step is the SDE/OU time step; for sgd it is lr, got step={h}")
+    if sampler == "epoch_shuffle" and not (method == "sgd" and isinstance(problem, LeastSquares)):
+        raise ValueError("sampler 'epoch_shuffle' needs real minibatches: method 'sgd' on a "
+                         f"LeastSquares problem; got method {method!r} on "
+                         f"{type(problem).__name__}")
+    c = sampler_noise_factor(sampler, s, problem.n_data)
+    if method == "em":
+        return euler_maruyama(problem, lr, c, h)
+    if method == "ou":
+        return exact_ou(problem, lr, c, h)
+    if isinstance(problem, LeastSquares):
+        return MinibatchSGD(problem, lr, make_sampler(sampler, problem.n_data, s), c)
+    return gaussian_sgd(problem, lr, c)
+
+
+def simulate(problem, method, *, lr, batch_size, n_chains, n_steps, rng,
+             sampler="with_replacement", step=None, burn_in=None, record_every=1,
+             covariance_every=None, record_covariance=None, normals="box_muller",
+             n_workers=None, progress=False) -> SimulationResult:
+    r"""Simulate many chains to stationarity and return the stationary statistics.
+
+    Methods (time t = kη throughout):
+
+    - ``"sgd"``: θ ← θ − η ĝ.  On :class:`GaussianQuadratic`, ĝ = Hδ + N(0, c_S Σ);
+      on :class:`LeastSquares`, ĝ is the mean gradient of a real minibatch drawn by
+      ``sampler``.  Compare with the discrete formula HC + CH − ηHCH = η c_S Σ
+      (Gaussian) or :func:`theory.least_squares_stationary` (least squares).
+    - ``"em"``: Euler–Maruyama with step h of dθ = −Hδ dt + √(η c_S) σ dB, stationary
+      covariance (η/h)·C_SGD(lr = h) (see :mod:`sim.sde`).
+    - ``"ou"``: exact OU transition over h; stationary E L − L* = (η c_S/4) tr Σ.
+
+    Parameters
+    ----------
+    problem : GaussianQuadratic or LeastSquares
+    method : {"sgd", "em", "ou"}
+    lr : float
+        η > 0.
+    batch_size : int
+        S >= 1 (<= n_data when the problem has one); sets c_S.
+    n_chains : int
+        Independent chains, >= 2.
+    n_steps : int
+        Recorded steps per chain after burn-in, >= 1.
+    rng : numpy.random.Generator or int
+        Source of all randomness (shard generators are seeded from it).
+    sampler : {"with_replacement", "without_replacement", "epoch_shuffle"}
+        Minibatch sampler (for Gaussian noise it only sets c_S; ``epoch_shuffle``
+        needs ``"sgd"`` on :class:`LeastSquares`).
+    step : float, optional
+        h for ``"em"``/``"ou"`` in SGD-time units; default h = η.
+    burn_in : int, optional
+        Discarded steps; default ⌈20 τ⌉ with τ = −1/log ρ the second-moment
+        relaxation time in steps (ρ = max(1 − ηh_i)² for Gaussian SGD, the spectral
+        radius of the fourth-moment map for least squares, e^{−2 h_min h} for OU;
+        for ``epoch_shuffle`` the without-replacement map, an approximation).
+    record_every : int
+        Record every k-th step (1 <= k <= n_steps).
+    covariance_every : int, optional
+        Steps between covariance samples; default max(⌊τ/4⌋, d).  A sample costs
+        O(d²) per chain against O(d) for a step; states closer than τ/4 are nearly
+        identical, so thinning costs little precision.  1 gives the smallest SE.
+    record_covariance : bool, optional
+        Default: only if n_chains·d² <= 2.5e7.
+    normals : {"box_muller", "numpy"}
+        Standard-normal transform of the shard generators (see :mod:`sim.noise`).
+    n_workers : int, optional
+        Threads; default the available cores.  Does not change the numbers.
+    progress : bool
+        Show a tqdm progress bar.
+
+    Returns
+    -------
+    SimulationResult
+
+    Raises
+    ------
+    ValueError
+        Bad problem, method, sampler, lr, batch_size, n_chains, n_steps, step,
+        burn_in, record_every or rng.
+    theory.StabilityError
+        η·h_max >= 2 (sgd), h·h_max >= 2 (em), or no stationary second moment
+        (least squares).
+
+    Examples
+    --------
+    >>> from sim import GaussianQuadratic
+    >>> p = GaussianQuadratic([[2.0]], [[3.0]])
+    >>> r = simulate(p, "sgd", lr=0.1, batch_size=5, n_chains=200, n_steps=2000, rng=0)
+    >>> abs(r.mean_excess_loss - 0.1 * 3.0 / (2 * 5 * (2 - 0.1 * 2.0))) < 4 * r.se  # T1
+    True
+    """
+    t0 = time.perf_counter()
+    stepper = make_stepper(problem, method, lr=lr, batch_size=batch_size, sampler=sampler,
+                           step=step)
+    lr, batch_size = float(lr), int(batch_size)
+    n_chains = v.integer(n_chains, "n_chains", minimum=2)
+    n_steps = v.integer(n_steps, "n_steps", minimum=1)
+    record_every = v.integer(record_every, "record_every", minimum=1, maximum=n_steps)
+    tau = stepper.relaxation_steps()
+    burn_in = (math.ceil(BURN_IN_RELAXATIONS * tau) if burn_in is None
+               else v.integer(burn_in, "burn_in", minimum=0))
+    d = problem.dim
+    if record_covariance is None:
+        record_covariance = n_chains * d * d <= _MAX_COV_ELEMENTS
+    cov_every = 0
+    if record_covariance:
+        cov_every = (max(1, int(tau // 4), d) if covariance_every is None
+                     else v.integer(covariance_every, "covariance_every", minimum=1))
+    v.choice(normals, "normals", NORMALS)
+    gen = v.generator(rng)
+    workers = _available_cores() if n_workers is None else \
+        v.integer(n_workers, "n_workers", minimum=1)
+    n_records = -(-n_steps // record_every)
+    recorder = dict(record_every=record_every, covariance_every=cov_every,
+                    n_batches=min(N_BATCHES, n_records),
+                    batch_len=n_records // min(N_BATCHES, n_records))
+    shards, block = _shards(problem, stepper, lr, n_chains, gen, normals, recorder)
+    run_shards(shards, burn_in=burn_in, n_steps=n_steps, block=block, workers=workers,
+               progress=progress, desc=method)
+    elapsed = time.perf_counter() - t0
+    settings = dict(method=method, sampler=sampler, lr=lr, batch_size=batch_size,
+                    step=float(stepper.step), noise_factor=float(stepper.noise_factor),
+                    n_chains=n_chains, n_steps=n_steps, burn_in=burn_in,
+                    record_every=record_every, relaxation_steps=float(tau),
+                    covariance_every=cov_every, elapsed_s=elapsed,
+                    path_steps_per_s=n_chains * (burn_in + n_steps) / elapsed)
+    return collect(problem, [s.recorder for s in shards], settings)
+
+
+def _available_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _shards(problem, stepper, lr, n_chains, gen, normals, recorder):
+    """Fixed shards of chains, each with its own generator, start and recorder."""
+    d = problem.dim
+    h = problem.eigvals
+    # Start: the continuous stationary law N(0, η c_S Γ̃), Γ̃_ij = Σ̃_ij/(h_i + h_j).
+    start, _ = noise_factor_matrix(lr * stepper.noise_factor
+                                   * problem.grad_cov_eig / (h[:, None] + h[None, :]))
+    per_shard = max(SHARD_CHAINS, -(-_SHARD_ELEMENTS // d))
+    sizes = [len(a) for a in np.array_split(np.arange(n_chains), -(-n_chains // per_shard))]
+    block = int(np.clip(_BLOCK_ELEMENTS // (max(sizes) * d), 4, 512))
+    weights = observable_weights(h)
+    shards = []
+    for c in sizes:
+        seed = np.random.SeedSequence(gen.integers(0, 2 ** 63, size=4))
+        source = NormalSource(np.random.Generator(np.random.SFC64(seed)), normals)
+        z = np.empty((c, start.shape[1]))
+        source.standard_normal(z)
+        shards.append(Shard(stepper, source, z @ start.T,
+                            ChainRecorder(c, d, weights, **recorder), block))
+    return shards, block
+
