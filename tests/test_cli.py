@@ -1,0 +1,105 @@
+"""The sgd-minima command line: files written, exit codes, one-line errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from validation.cli import main
+
+
+def run_cli(*args):
+    """Run the installed entry point in a fresh interpreter, as a user would."""
+    return subprocess.run([sys.executable, "-c", "import sys; from validation.cli import main; "
+                           "sys.exit(main())", *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("quick")
+    proc = run_cli("quick", "--quiet", "--out", str(out))
+    return proc, out
+
+
+def test_quick_exits_zero_and_writes_its_files(quick_run):
+    proc, out = quick_run
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stderr == ""                     # --quiet: no progress bars
+    data = json.loads((out / "quick.json").read_text())
+    names = [c["name"] for c in data["cases"]]
+    assert names == ["aligned", "misaligned", "large-lr", "lsq-replacement", "lsq-no-replacement"]
+    for case in data["cases"]:
+        for key in ("name", "lr", "batch_size", "simulated_mean", "simulated_se", "predictions"):
+            assert key in case
+        assert {"wang", "jastrzebski", "discrete"} <= set(case["predictions"])
+        for p in case["predictions"].values():
+            assert p["z"] == pytest.approx((case["simulated_mean"] - p["value"]) / case["simulated_se"])
+    assert data["provenance"]["config"]["seed"] == 0
+    assert data["provenance"]["versions"]["numpy"]
+    assert (out / "quick.md").read_text().count("\n| (") == 5
+    assert (out / "quick.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_quick_tells_the_story(quick_run):
+    _, out = quick_run
+    cases = {c["name"]: c for c in json.loads((out / "quick.json").read_text())["cases"]}
+    assert all(c["passed"] for c in cases.values())
+    a, b, c = cases["aligned"]["predictions"], cases["misaligned"]["predictions"], cases["large-lr"]["predictions"]
+    assert a["wang"]["agrees"] and a["jastrzebski"]["agrees"]
+    assert a["wang"]["required"] and a["jastrzebski"]["required"]
+    assert b["wang"]["agrees"] and b["wang"]["required"]
+    assert not b["jastrzebski"]["agrees"] and abs(b["jastrzebski"]["z"]) > 10
+    assert c["discrete"]["agrees"] and not c["wang"]["agrees"]
+    for name in ("lsq-replacement", "lsq-no-replacement"):
+        p = cases[name]["predictions"]
+        assert p["exact"]["agrees"] and p["exact"]["required"]
+        assert not p["discrete"]["agrees"] and not p["wang"]["agrees"]
+
+
+def test_quick_imports_no_deep_learning_framework(tmp_path):
+    code = ("import sys; from validation.cli import main; rc = main(['quick', '--quiet', '--out', "
+            f"{str(tmp_path)!r}]); heavy = [m for m in ('keras', 'tensorflow', 'jax') if m in sys.modules]; "
+            "print(heavy); sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["simulate", "--lr", "-0.1"], "lr must be > 0; got -0.1"),
+    (["simulate", "--method", "rk4"], "method must be one of sgd, em, ou; got 'rk4'"),
+    (["simulate", "--sampler", "stratified"], "sampler must be one of"),
+    (["simulate", "--lr", "5", "--dim", "4"], "lr*h_max"),
+    (["simulate", "--problem", "least-squares", "--batch-size", "300", "--n-data", "200"],
+     "batch_size=300 > n_data=200"),
+    (["simulate", "--chains", "0"], "chains must be >= 1; got 0"),
+    (["simulate", "--lr", "abc"], "expected a number, got 'abc'"),
+    (["simulate", "--misalignment", "2"], "misalignment must be in [0, 1]; got 2.0"),
+    (["quick", "--frobnicate"], "unrecognized arguments: --frobnicate"),
+    (["nonsense"], "invalid choice: 'nonsense'"),
+])
+def test_bad_arguments_exit_2_with_one_line(args, message, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+
+
+def test_bad_arguments_exit_2_in_a_real_process():
+    proc = run_cli("simulate", "--method", "rk4")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "sgd-minima simulate: error: method must be one of sgd, em, ou; got 'rk4'"
+
+
+def test_simulate_writes_json_and_markdown(tmp_path):
+    out = tmp_path / "sim"
+    rc = main(["simulate", "--dim", "4", "--lr", "0.05", "--chains", "200", "--steps", "500",
+               "--quiet", "--out", str(out)])
+    assert rc == 0
+    data = json.loads((out / "simulate.json").read_text())
+    assert data["provenance"]["config"]["dim"] == 4
+    assert set(data["result"]["predictions"]) == {"wang", "jastrzebski", "discrete"}
+    assert abs(data["result"]["predictions"]["discrete"]["z"]) < 4
+    assert (out / "simulate.md").read_text().startswith("| sgd | gaussian |")
