@@ -77,6 +77,12 @@ def set_backend(name=None):
             )
         return name
     os.environ["KERAS_BACKEND"] = name
+    if name == "tensorflow":
+        # TF 2.21's oneDNN CPU kernels corrupt memory in the filter gradient of a
+        # stride-2 1x1 conv with few channels at odd batch sizes (reproduced with
+        # batch 1, 3, 5, ...); the plain Eigen kernels are correct. GPUs are unaffected.
+        # A user who sets the variable keeps their choice.
+        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     return name
 
 
