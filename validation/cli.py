@@ -78,8 +78,11 @@ def _build_parser() -> argparse.ArgumentParser:
     t.add_argument("--depth", type=_positive_int, default=56)
     t.add_argument("--width", type=_positive_int, default=16)
     t.add_argument("--shortcut", default="projection", help="projection | zero_pad")
-    t.add_argument("--momentum", type=_float, default=0.0)
-    t.add_argument("--milestones", default="60,100", help="epochs where LR is divided by 10")
+    t.add_argument("--l2", type=_float, default=1e-4, help="L2 weight decay on conv/dense kernels")
+    t.add_argument("--momentum", type=_float, default=0.0, help="0: plain SGD, as the theory assumes")
+    t.add_argument("--milestones", default="60,100",
+                   help="comma-separated epochs after which the LR is multiplied by --lr-decay")
+    t.add_argument("--lr-decay", type=_float, default=0.1)
     t.add_argument("--no-augment", action="store_true")
     t.add_argument("--precision", default="float32", help="float32 | mixed_bfloat16")
     t.add_argument("--data", default="cifar10", help="cifar10 | synthetic")
@@ -169,16 +172,22 @@ def _dispatch(args) -> int:
 
 
 def _train(args, dnn) -> int:
-    milestones = tuple(int(m) for m in args.milestones.split(",") if m.strip()) \
-        if args.milestones.strip() else ()
+    try:
+        milestones = tuple(int(m) for m in args.milestones.split(",") if m.strip())
+    except ValueError:
+        raise UsageError(f"--milestones must be comma-separated integers; got "
+                         f"{args.milestones!r}") from None
     cfg = dnn.TrainConfig(batch_size=args.batch_size, lr=args.lr, epochs=args.epochs,
                           depth=args.depth, width=args.width, shortcut=args.shortcut,
-                          momentum=args.momentum, milestones=milestones, loss=args.loss,
+                          l2=args.l2, momentum=args.momentum, milestones=milestones,
+                          lr_decay=args.lr_decay, loss=args.loss,
                           augment=not args.no_augment, seed=args.seed,
                           backend=os.environ.get("KERAS_BACKEND"), precision=args.precision,
                           data=args.data, n_train=args.n_train, n_test=args.n_test,
                           data_dir=args.data_dir)
-    run_dir = os.path.join(args.out, dnn.run_name(cfg))
+    from .grid import run_name
+
+    run_dir = os.path.join(args.out, run_name(cfg.loss, cfg.batch_size, cfg.lr, cfg.seed))
     summary = dnn.train(cfg, run_dir, quiet=args.quiet)
     print(f"{run_dir}: {summary['status']}")
     return 0 if summary["status"] == "completed" else 1
