@@ -1,0 +1,145 @@
+"""Grid definition: presets, run names, sharding and input checks (no training here)."""
+
+import json
+from dataclasses import FrozenInstanceError, asdict
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from validation.grid import (
+    PRESETS,
+    Preset,
+    StationarySettings,
+    get_preset,
+    grid_runs,
+    parse_shard,
+    run_grid,
+    run_name,
+    shard_runs,
+)
+
+
+def test_paper_preset_is_the_papers_grid():
+    p = get_preset("paper")
+    assert p.configurations() == tuple((s, lr) for s in (100, 200, 500)
+                                       for lr in (0.08, 0.2, 0.5))
+    assert (p.depth, p.epochs, p.milestones, p.lr_decay, p.momentum) == (56, 125, (60, 100),
+                                                                         0.1, 0.0)
+    assert p.data == "cifar10" and p.seeds == (0, 1, 2, 3, 4)
+    runs = grid_runs("paper")
+    assert len(runs) == 9 * 5 * 2
+    assert runs[0].name == "kld_bs100_lr0.08_seed0"
+    assert {r.loss for r in runs} == {"kld", "logit_grad"}
+
+
+def test_smoke_preset_is_tiny_and_synthetic():
+    p = get_preset("smoke")
+    assert p.data == "synthetic" and p.depth == 8 and p.width == 4
+    assert 2 <= len(p.configurations()) <= 3 and len(p.seeds) == 2
+    ratios = sorted(s / lr for s, lr in p.configurations())
+    assert ratios[0] == ratios[1] < ratios[2]      # an equal pair and a far one
+
+
+def test_presets_are_frozen():
+    with pytest.raises(FrozenInstanceError):
+        PRESETS["paper"].epochs = 3
+
+
+def test_run_name_formats_the_learning_rate_compactly():
+    assert run_name("kld", 100, 0.08, 0) == "kld_bs100_lr0.08_seed0"
+    assert run_name("logit_grad", 500, 0.5, 4) == "logit_grad_bs500_lr0.5_seed4"
+    assert run_name("kld", 32, 1e-4, 1) == "kld_bs32_lr0.0001_seed1"
+
+
+def test_all_names_are_distinct():
+    names = [r.name for p in PRESETS for r in grid_runs(p)]
+    for p in PRESETS:
+        ns = [r.name for r in grid_runs(p)]
+        assert len(set(ns)) == len(ns)
+    assert names
+
+
+@given(st.integers(1, 20), st.sampled_from(sorted(PRESETS)))
+def test_shards_partition_the_grid(n, preset):
+    runs = grid_runs(preset)
+    shards = [shard_runs(runs, (i, n)) for i in range(n)]
+    union = [r.name for s in shards for r in s]
+    assert sorted(union) == sorted(r.name for r in runs)   # covered exactly once
+    assert len(union) == len(set(union))                   # disjoint
+    sizes = [len(s) for s in shards]
+    assert max(sizes) - min(sizes) <= 1                    # balanced
+    # deterministic: the same shard twice is the same list
+    assert shard_runs(grid_runs(preset), (0, n)) == shards[0]
+
+
+@pytest.mark.parametrize("text, expected", [("0/1", (0, 1)), ("3/4", (3, 4)), (" 1/2 ", (1, 2)),
+                                            (None, None)])
+def test_parse_shard(text, expected):
+    assert parse_shard(text) == expected
+
+
+@pytest.mark.parametrize("text", ["4/4", "-1/3", "1/0", "a/b", "1", "1/2/3", "", "1.5/3", "/3"])
+def test_parse_shard_rejects_bad_strings(text):
+    with pytest.raises(ValueError, match="shard"):
+        parse_shard(text)
+
+
+def test_unknown_preset_and_loss_are_value_errors(tmp_path):
+    with pytest.raises(ValueError, match="preset must be one of"):
+        get_preset("huge")
+    with pytest.raises(ValueError, match="preset must be one of"):
+        run_grid("huge", tmp_path)
+    with pytest.raises(ValueError, match="loss must be one of"):
+        run_grid("smoke", tmp_path, losses=("kld", "hinge"))
+    with pytest.raises(ValueError, match="loss must be one of"):
+        grid_runs("smoke", "kld,mse")
+    with pytest.raises(ValueError, match="shard"):
+        run_grid("smoke", tmp_path, shard="2/2")
+    with pytest.raises(ValueError, match="shard"):
+        run_grid("smoke", tmp_path, shard=(0, 0))
+    assert not any(tmp_path.iterdir())   # nothing was written
+
+
+def test_losses_accept_a_comma_separated_string():
+    assert {r.loss for r in grid_runs("smoke", "logit_grad")} == {"logit_grad"}
+    assert len(grid_runs("smoke", "kld, logit_grad")) == len(grid_runs("smoke"))
+
+
+def test_preset_validation():
+    with pytest.raises(ValueError, match="configurations"):
+        Preset(name="empty")
+    with pytest.raises(ValueError, match="learning rates"):
+        Preset(name="x", configs=((10, -0.1),))
+    with pytest.raises(ValueError, match="seeds"):
+        Preset(name="x", configs=((10, 0.1),), seeds=(0, 0))
+    with pytest.raises(ValueError, match="n_blocks"):
+        StationarySettings(n_blocks=1)
+
+
+def _fake_run(run_dir, config, status):
+    run_dir.mkdir(parents=True)
+    (run_dir / "run.json").write_text(json.dumps({"status": status, "config": config}))
+
+
+def test_grid_records_diverged_runs_and_moves_on(tmp_path):
+    from validation.grid import train_config
+
+    spec = grid_runs("smoke", "kld")[0]
+    cfg = asdict(train_config("smoke", spec))
+    _fake_run(tmp_path / spec.name, cfg, "diverged")
+    res = run_grid("smoke", tmp_path, losses="kld", shard=(0, 6), quiet=True)
+    assert res["n_trained"] == 0 and res["n_diverged"] == 1
+    assert res["runs"][spec.name]["status"] == "diverged"
+    assert json.loads((tmp_path / "grid-0of6.json").read_text())["n_diverged"] == 1
+
+
+def test_grid_refuses_a_folder_holding_another_configuration(tmp_path):
+    from validation.grid import train_config
+
+    spec = grid_runs("smoke", "kld")[0]
+    cfg = asdict(train_config("smoke", spec))
+    cfg["epochs"] = 99
+    _fake_run(tmp_path / spec.name, cfg, "completed")
+    with pytest.raises(ValueError, match="different configuration.*epochs"):
+        run_grid("smoke", tmp_path, losses="kld", shard=(0, 6), quiet=True)

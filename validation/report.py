@@ -1,0 +1,682 @@
+"""Table 1, Figures 2-4, the curve distance and ``report.md``, from saved run folders only.
+
+:func:`build_report` reads every run folder under ``runs_dir`` (``run.json``,
+``history.json``, ``estimates.json``, ``stationary.json``), never a model, and
+writes into ``out_dir``:
+
+* ``table1.csv``, ``table1.md``: one row per (loss, BS, LR);
+* ``fig2_kld.png``, ``fig3_logit_grad.png``: learning curves (the paper's Figures 2
+  and 3), ``fig4_<loss>.png``: the trace ratio, ``curve_distance_<loss>.png``;
+* ``curve_distance.csv`` and ``curve_distance.json``;
+* ``stationary.csv``: the per-run stationary comparison;
+* ``report.md`` linking all of it, with conventions and provenance.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+
+from . import figures as F
+
+__all__ = [
+    "TABLE1_COLUMNS",
+    "STATIONARY_COLUMNS",
+    "load_runs",
+    "table1_rows",
+    "table1_markdown",
+    "learning_curve_groups",
+    "curve_distance",
+    "stationary_rows",
+    "make_figures",
+    "learning_curve_file",
+    "build_report",
+]
+
+#: Columns of ``table1.csv`` (means and sds are over seeds; n counts the seeds used).
+TABLE1_COLUMNS = (
+    "loss", "bs_over_lr", "batch_size", "lr", "n", "n_diverged",
+    "trace_grad_cov_mean", "trace_grad_cov_sd", "trace_hessian_mean", "trace_hessian_sd",
+    "ratio_mean", "ratio_sd",
+    "stationary_lr", "predicted_wang", "predicted_wang_se", "predicted_jastrzebski",
+    "predicted_jastrzebski_se", "observed_excess", "observed_excess_se", "n_stationary", "n_stationary_ok",
+    "wang_over_observed", "wang_over_observed_se", "jastrzebski_over_observed",
+    "jastrzebski_over_observed_se", "discrete_correction",
+    "val_acc_mean", "val_acc_sd",
+)
+
+#: Columns of ``stationary.csv`` (one row per run).
+STATIONARY_COLUMNS = (
+    "run", "loss", "batch_size", "lr", "seed", "status", "stationary_lr", "steps",
+    "tau_steps", "n_eff", "drift_z", "stationary", "steps_x_lr_x_lambda_max", "observed_excess", "observed_excess_se",
+    "correction", "predicted_wang", "predicted_jastrzebski", "wang_over_observed",
+    "wang_over_observed_se", "jastrzebski_over_observed", "jastrzebski_over_observed_se",
+    "discrete_correction",
+)
+
+_NAME = re.compile(r"^(?P<loss>[a-z_]+)_bs(?P<bs>\d+)_lr(?P<lr>[0-9.e+-]+)_seed(?P<seed>\d+)$")
+
+# Key aliases in history records, so the report reads any history.json layout
+# dnn.train has written (list of per-epoch dicts or dict of columns).
+_TRAIN_ACC = ("accuracy", "train_accuracy", "acc", "train_acc")
+_VAL_ACC = ("val_accuracy", "val_acc", "test_accuracy")
+
+
+# ------------------------------------------------------------------- loading
+
+def _read(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _num(x):
+    """JSON number (or "nan"/"inf" string, or None) → float."""
+    if x is None:
+        return float("nan")
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _history_columns(h):
+    """``{"epoch": [...], "train_acc": [...], "val_acc": [...], "seconds": [...]}`` or None."""
+    if h is None:
+        return None
+    if isinstance(h, dict):
+        for key in ("epochs", "history", "records"):
+            if isinstance(h.get(key), list):
+                h = h[key]
+                break
+    if isinstance(h, list):
+        recs = [r for r in h if isinstance(r, dict)]
+        cols = {k: [r.get(k) for r in recs] for k in set().union(*recs)} if recs else {}
+    elif isinstance(h, dict):
+        cols = {k: v for k, v in h.items() if isinstance(v, list)}
+    else:
+        return None
+
+    def pick(keys):
+        for k in keys:
+            if k in cols:
+                return np.array([_num(v) for v in cols[k]])
+        return None
+
+    tr, va = pick(_TRAIN_ACC), pick(_VAL_ACC)
+    if tr is None or va is None:
+        return None
+    ep = pick(("epoch",))
+    n = min(len(tr), len(va))
+    # Epochs are reported 1-based: epoch k is the state after k passes over the data.
+    ep = np.arange(1, n + 1) if ep is None else ep[:n] + (1 if ep[:n].min() == 0 else 0)
+    return {"epoch": ep, "train_acc": tr[:n], "val_acc": va[:n],
+            "seconds": pick(("seconds", "epoch_seconds", "time_s"))}
+
+
+def load_runs(runs_dir):
+    """Every run folder under ``runs_dir`` as a dict of its saved results.
+
+    A folder counts as a run if it holds ``run.json``.  Each record has
+    ``name``, ``loss``, ``batch_size``, ``lr``, ``seed``, ``status``, ``config``,
+    ``run`` (run.json), ``history`` (columns, see below, or None),
+    ``estimates`` and ``stationary`` (dicts or None).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``runs_dir`` does not exist.
+    ValueError
+        If it holds no run folder.
+    """
+    root = Path(runs_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"runs_dir {str(root)!r} is not a folder")
+    runs = []
+    for d in sorted(p for p in root.iterdir() if (p / "run.json").is_file()):
+        run = _read(d / "run.json") or {}
+        cfg = run.get("config") or {}
+        m = _NAME.match(d.name)
+        loss = cfg.get("loss", m and m["loss"])
+        bs = cfg.get("batch_size", m and int(m["bs"]))
+        lr = cfg.get("lr", m and float(m["lr"]))
+        seed = cfg.get("seed", m and int(m["seed"]))
+        if loss is None or bs is None or lr is None:
+            continue
+        runs.append({
+            "name": d.name, "dir": str(d), "loss": loss, "batch_size": int(bs),
+            "lr": float(lr), "seed": None if seed is None else int(seed),
+            "status": run.get("status"), "config": cfg, "run": run,
+            "history": _history_columns(_read(d / "history.json")),
+            "estimates": _read(d / "estimates.json"),
+            "stationary": _read(d / "stationary.json"),
+        })
+    if not runs:
+        raise ValueError(f"runs_dir {str(root)!r} holds no run folders (none has run.json)")
+    return runs
+
+
+# -------------------------------------------------------------------- table 1
+
+def _mean_sd(values):
+    a = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
+    if a.size == 0:
+        return float("nan"), float("nan"), 0
+    return float(a.mean()), (float(a.std(ddof=1)) if a.size > 1 else float("nan")), int(a.size)
+
+
+def _traces(est):
+    from .stationary import measure_traces
+
+    tr_s, _, tr_h, _, _, _ = measure_traces(est)
+    return _num(tr_s), _num(tr_h)
+
+
+def _final_val_acc(run):
+    h = run["history"]
+    if h is not None and len(h["val_acc"]):
+        return float(h["val_acc"][-1])
+    return _num(run["run"].get("final_val_accuracy", run["run"].get("val_accuracy")))
+
+
+def _groups(runs):
+    keys = sorted({(r["loss"], r["batch_size"], r["lr"]) for r in runs},
+                  key=lambda k: (k[0], k[1] / k[2], k[1], k[2]))
+    return [(k, [r for r in runs if (r["loss"], r["batch_size"], r["lr"]) == k]) for k in keys]
+
+
+def table1_rows(runs):
+    """Table 1, one dict per (loss, BS, LR), keys :data:`TABLE1_COLUMNS`.
+
+    * tr Σ, tr H (data loss) and their ratio: mean ± sample sd over the seeds
+      whose ``estimates.json`` exists (final weights; ratio per seed, then averaged);
+    * predicted excess losses (12) and (6) and the observed one: means over the
+      seeds with a completed stationary phase, SE = sqrt(Σ SE²)/n (measurement
+      uncertainty of the mean); the ratios prediction/observation are ratios of
+      these means with first-order propagated SE;
+    * final validation accuracy: mean ± sd over completed runs.
+    """
+    from .stationary import ratio_with_se
+
+    rows = []
+    for (loss, bs, lr), rs in _groups(runs):
+        done = [r for r in rs if r["status"] == "completed"]
+        est = [r["estimates"] for r in done if r["estimates"]]
+        ts, th = zip(*[_traces(e) for e in est]) if est else ((), ())
+        ratios = [a / b for a, b in zip(ts, th) if np.isfinite(a) and np.isfinite(b) and b != 0]
+        st = [r["stationary"] for r in done
+              if r["stationary"] and r["stationary"].get("status") == "completed"
+              and r["stationary"].get("observed") and r["stationary"].get("predicted")]
+        row = {"loss": loss, "bs_over_lr": bs / lr, "batch_size": bs, "lr": lr,
+               "n_diverged": sum(r["status"] == "diverged" for r in rs)}
+        row["trace_grad_cov_mean"], row["trace_grad_cov_sd"], row["n"] = _mean_sd(ts)
+        row["trace_hessian_mean"], row["trace_hessian_sd"], _ = _mean_sd(th)
+        row["ratio_mean"], row["ratio_sd"], _ = _mean_sd(ratios)
+        n_st = len(st)
+        row["n_stationary"] = n_st
+        # phases that pass the drift / effective-sample check (validation.stationary)
+        row["n_stationary_ok"] = sum(bool(_dig(s, ("diagnostics", "stationary"))) for s in st)
+
+        def agg(path):
+            vals = [_num(_dig(s, path + ("value",))) for s in st]
+            ses = [_num(_dig(s, path + ("se",))) for s in st]
+            if not vals:
+                return float("nan"), float("nan")
+            return float(np.mean(vals)), math.sqrt(float(np.nansum(np.square(ses)))) / len(vals)
+
+        row["stationary_lr"] = (_num(st[0]["phase"]["lr"]) if n_st else float("nan"))
+        row["predicted_wang"], row["predicted_wang_se"] = agg(("predicted", "wang"))
+        row["predicted_jastrzebski"], row["predicted_jastrzebski_se"] = agg(
+            ("predicted", "jastrzebski"))
+        obs = [_num(_dig(s, ("observed", "value"))) for s in st]
+        obs_se = [_num(_dig(s, ("observed", "se"))) for s in st]
+        row["observed_excess"] = float(np.mean(obs)) if obs else float("nan")
+        row["observed_excess_se"] = (math.sqrt(float(np.sum(np.square(obs_se)))) / len(obs)
+                                     if obs else float("nan"))
+        for name in ("wang", "jastrzebski"):
+            r_, s_ = ratio_with_se(row[f"predicted_{name}"], row[f"predicted_{name}_se"],
+                                   row["observed_excess"], row["observed_excess_se"])
+            row[f"{name}_over_observed"], row[f"{name}_over_observed_se"] = r_, s_
+        dc = [_num(_dig(s, ("predicted", "discrete_correction"))) for s in st]
+        row["discrete_correction"] = float(np.nanmean(dc)) if dc and np.any(np.isfinite(dc)) \
+            else float("nan")
+        row["val_acc_mean"], row["val_acc_sd"], _ = _mean_sd([_final_val_acc(r) for r in done])
+        rows.append(row)
+    return rows
+
+
+def _dig(d, path):
+    for k in path:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(k)
+    return d
+
+
+def _fmt(x, digits=3):
+    if x is None or (isinstance(x, float) and not np.isfinite(x)):
+        return "–"
+    if isinstance(x, (int, np.integer)):
+        return str(int(x))
+    return f"{x:.{digits}g}"
+
+
+def _pm(mean, err, n=None):
+    s = _fmt(mean)
+    if s == "–":
+        return s
+    if err is not None and np.isfinite(err):
+        s += f" ± {_fmt(err, 2)}"
+    if n is not None:
+        s += f" (n={n})"
+    return s
+
+
+def table1_markdown(rows):
+    """Table 1 as a GitHub-flavoured Markdown table (± is sd over seeds, or SE where marked)."""
+    head = ["loss", "BS/LR", "BS", "LR", "tr Σ", "tr H", "tr Σ / tr H", "η_s",
+            "pred. (12)", "pred. (6)", "observed ± SE", "(12)/obs", "(6)/obs", "η_s λ_max/2",
+            "val acc"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [
+            r["loss"], _fmt(r["bs_over_lr"], 4), str(r["batch_size"]), _fmt(r["lr"]),
+            _pm(r["trace_grad_cov_mean"], r["trace_grad_cov_sd"], r["n"]),
+            _pm(r["trace_hessian_mean"], r["trace_hessian_sd"], r["n"]),
+            _pm(r["ratio_mean"], r["ratio_sd"], r["n"]),
+            _fmt(r["stationary_lr"]),
+            _pm(r["predicted_wang"], r["predicted_wang_se"]),
+            _pm(r["predicted_jastrzebski"], r["predicted_jastrzebski_se"]),
+            _pm(r["observed_excess"], r["observed_excess_se"], r["n_stationary"])
+            + (f" [{r['n_stationary_ok']}/{r['n_stationary']} stationary]"
+               if r["n_stationary"] else ""),
+            _pm(r["wang_over_observed"], r["wang_over_observed_se"]),
+            _pm(r["jastrzebski_over_observed"], r["jastrzebski_over_observed_se"]),
+            _fmt(r["discrete_correction"], 2),
+            _pm(r["val_acc_mean"], r["val_acc_sd"], r["n"] or None),
+        ]
+        if r["n_diverged"]:
+            cells[0] += f" ({r['n_diverged']} diverged)"
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------ curves, distance
+
+def learning_curve_groups(runs, loss):
+    """Per configuration of ``loss``: accuracy curves of its completed seeds, stacked.
+
+    Returns a list of dicts with ``batch_size``, ``lr``, ``epochs`` (E,),
+    ``train_acc`` and ``val_acc`` (n_seeds, E), ``seeds``; curves are cut to the
+    shortest history so they stack (all runs of a grid share the epoch count).
+    Runs without a history or not completed are left out.
+    """
+    out = []
+    for (l_, bs, lr), rs in _groups([r for r in runs if r["loss"] == loss]):
+        rs = [r for r in rs if r["status"] == "completed" and r["history"] is not None
+              and len(r["history"]["val_acc"])]
+        if not rs:
+            continue
+        n = min(len(r["history"]["val_acc"]) for r in rs)
+        out.append({
+            "batch_size": bs, "lr": lr, "epochs": rs[0]["history"]["epoch"][:n],
+            "train_acc": np.stack([r["history"]["train_acc"][:n] for r in rs]),
+            "val_acc": np.stack([r["history"]["val_acc"][:n] for r in rs]),
+            "seeds": [r["seed"] for r in rs],
+        })
+    return out
+
+
+def _mean_abs_diff(a, b):
+    return float(np.mean(np.abs(np.asarray(a) - np.asarray(b))))
+
+
+def curve_distance(groups, *, n_permutations=9999, seed=0):
+    r"""Claim (1) as a number: curve distance against BS/LR distance, with a noise floor.
+
+    For configurations a ≠ b with seed curves v_{a,i}(t) (validation accuracy),
+
+    .. math:: D(a,b) = \operatorname{mean}_{i,j}\ \operatorname{mean}_t |v_{a,i}(t) - v_{b,j}(t)|,
+
+    the same statistic between individual runs that the noise floor uses:
+    D(a,a) = mean over seed pairs i < j of the same configuration.  The x-axis is
+    |Δ log(BS/LR)| (natural log).  Association: Spearman's ρ over the pairs with
+    scipy's p-value, which treats pairs as independent (they are not: each
+    configuration enters several pairs), so a permutation (Mantel) p-value is
+    also given: the configurations' BS/LR labels are permuted (all permutations
+    when there are at most 8 configurations, else ``n_permutations`` seeded
+    draws) and p = P(ρ_perm >= ρ), one-sided, since the claim predicts ρ > 0.
+
+    Returns
+    -------
+    dict
+        ``pairs`` (list of {a, b, dlog_ratio, distance}), ``noise_floor``
+        ({per_config, min, max, mean} or None with fewer than 2 seeds),
+        ``spearman_rho``, ``spearman_p``, ``mantel_p``, ``n_pairs``,
+        ``n_permutations``.
+    """
+    from scipy.stats import spearmanr
+
+    labels = [f"BS={g['batch_size']},LR={g['lr']:g}" for g in groups]
+    logr = np.array([math.log(g["batch_size"] / g["lr"]) for g in groups])
+    k = len(groups)
+    dist = np.full((k, k), np.nan)
+    for a, b in itertools.combinations(range(k), 2):
+        va, vb = groups[a]["val_acc"], groups[b]["val_acc"]
+        n = min(va.shape[1], vb.shape[1])
+        dist[a, b] = dist[b, a] = float(np.mean([_mean_abs_diff(x[:n], y[:n])
+                                                 for x in va for y in vb]))
+    pairs = [{"a": labels[a], "b": labels[b], "dlog_ratio": float(abs(logr[a] - logr[b])),
+              "distance": float(dist[a, b])} for a, b in itertools.combinations(range(k), 2)]
+    floors = {}
+    for g, lab in zip(groups, labels):
+        v = g["val_acc"]
+        if v.shape[0] >= 2:
+            floors[lab] = float(np.mean([_mean_abs_diff(v[i], v[j])
+                                         for i, j in itertools.combinations(range(v.shape[0]), 2)]))
+    noise = None
+    if floors:
+        vals = list(floors.values())
+        noise = {"per_config": floors, "min": min(vals), "max": max(vals),
+                 "mean": float(np.mean(vals))}
+    out = {"pairs": pairs, "noise_floor": noise, "n_pairs": len(pairs),
+           "spearman_rho": float("nan"), "spearman_p": float("nan"), "mantel_p": float("nan"),
+           "n_permutations": 0}
+    iu = np.triu_indices(k, 1)
+    y = dist[iu]
+
+    def rho_for(lr_):
+        x = np.abs(lr_[:, None] - lr_[None, :])[iu]
+        if np.ptp(x) == 0 or np.ptp(y) == 0:
+            return float("nan")
+        return float(spearmanr(x, y).statistic)
+
+    if len(pairs) >= 3:
+        res = spearmanr([p["dlog_ratio"] for p in pairs], y)
+        out["spearman_rho"], out["spearman_p"] = float(res.statistic), float(res.pvalue)
+        if np.isfinite(out["spearman_rho"]):
+            if k <= 8:
+                perms = [np.array(p) for p in itertools.permutations(range(k))]
+            else:
+                rng = np.random.default_rng(seed)
+                perms = [np.arange(k)] + [rng.permutation(k) for _ in range(n_permutations)]
+            rhos = np.array([rho_for(logr[p]) for p in perms])
+            rhos = rhos[np.isfinite(rhos)]
+            # the identity permutation is included, so p >= 1/len(perms)
+            out["mantel_p"] = float(np.mean(rhos >= out["spearman_rho"] - 1e-12))
+            out["n_permutations"] = int(len(perms))
+    return out
+
+
+# ------------------------------------------------------------------ stationary
+
+def stationary_rows(runs):
+    """One row per run with a stationary record, keys :data:`STATIONARY_COLUMNS`."""
+    rows = []
+    for r in runs:
+        s = r["stationary"]
+        if not s:
+            continue
+        row = {"run": r["name"], "loss": r["loss"], "batch_size": r["batch_size"],
+               "lr": r["lr"], "seed": r["seed"], "status": s.get("status")}
+        row["stationary_lr"] = _num(_dig(s, ("phase", "lr")))
+        row["steps"] = _dig(s, ("phase", "steps"))
+        row["tau_steps"] = _num(_dig(s, ("observed", "tau_steps")))
+        row["n_eff"] = _num(_dig(s, ("observed", "n_eff")))
+        row["drift_z"] = _num(_dig(s, ("diagnostics", "drift", "z")))
+        ok = _dig(s, ("diagnostics", "stationary"))
+        row["stationary"] = "–" if ok is None else ("yes" if ok else "no")
+        row["steps_x_lr_x_lambda_max"] = _num(_dig(s, ("relaxation", "steps_x_lr_x_lambda_max")))
+        row["observed_excess"] = _num(_dig(s, ("observed", "value")))
+        row["observed_excess_se"] = _num(_dig(s, ("observed", "se")))
+        row["correction"] = _num(_dig(s, ("observed", "correction")))
+        row["predicted_wang"] = _num(_dig(s, ("predicted", "wang", "value")))
+        row["predicted_jastrzebski"] = _num(_dig(s, ("predicted", "jastrzebski", "value")))
+        for name in ("wang", "jastrzebski"):
+            row[f"{name}_over_observed"] = _num(_dig(s, ("ratios", name, "value")))
+            row[f"{name}_over_observed_se"] = _num(_dig(s, ("ratios", name, "se")))
+        row["discrete_correction"] = _num(_dig(s, ("predicted", "discrete_correction")))
+        rows.append(row)
+    return rows
+
+
+# ------------------------------------------------------------------- figures
+
+def make_figures(runs, rows=None):
+    """All figures as ``{file name: (Figure, metadata)}``; nothing is saved or closed.
+
+    Per loss: the learning curves (:func:`learning_curve_file`: ``fig2_kld.png`` and
+    ``fig3_logit_grad.png``, the paper's Figures 2 and 3), ``fig4_<loss>.png`` the
+    trace ratio and ``curve_distance_<loss>.png``.  The
+    metadata holds what the figure shows (number of configurations, the
+    curve-distance statistics).
+    """
+    rows = table1_rows(runs) if rows is None else rows
+    figs = {}
+    for loss in sorted({r["loss"] for r in runs}, key=_loss_order):
+        groups = learning_curve_groups(runs, loss)
+        if groups:
+            figs[learning_curve_file(loss)] = (
+                F.plot_learning_curves(groups, title=f"Learning curves, loss {loss}"),
+                {"kind": "learning_curves", "loss": loss, "n_configs": len(groups),
+                 "reference_ratio": F.reference_ratio(
+                     [g["batch_size"] / g["lr"] for g in groups])})
+        lrows = [r for r in rows if r["loss"] == loss]
+        figs[f"fig4_{loss}.png"] = (
+            F.plot_trace_ratio(lrows, title=f"loss {loss}"),
+            {"kind": "trace_ratio", "loss": loss,
+             "n_batch_sizes": len({r["batch_size"] for r in lrows
+                                   if np.isfinite(r["ratio_mean"])})})
+        if len(groups) >= 2:
+            dist = curve_distance(groups)
+            figs[f"curve_distance_{loss}.png"] = (
+                F.plot_curve_distance(dist, title=f"loss {loss}"),
+                {"kind": "curve_distance", "loss": loss, "distance": dist})
+    return figs
+
+
+#: The paper's figure number of each loss's learning curves (§5.1 KL divergence, §5.2
+#: the gradient of the log loss); other losses get ``learning_curves_<loss>.png``.
+_PAPER_FIGURE = {"kld": 2, "logit_grad": 3}
+
+
+def learning_curve_file(loss):
+    """File name of a loss's learning-curve figure, e.g. ``fig2_kld.png``, ``fig3_logit_grad.png``."""
+    n = _PAPER_FIGURE.get(loss)
+    return f"fig{n}_{loss}.png" if n else f"learning_curves_{loss}.png"
+
+
+def _loss_order(name):
+    order = ("kld", "logit_grad", "xent")
+    return (order.index(name) if name in order else len(order), name)
+
+
+# -------------------------------------------------------------------- report
+
+def _provenance_rows(runs):
+    rows = []
+    for r in runs:
+        run = r["run"]
+        prov = run.get("provenance") if isinstance(run.get("provenance"), dict) else run
+        wall = None
+        for k in ("wall_time_s", "wall_time", "train_seconds", "seconds"):
+            if run.get(k) is not None:
+                wall = run[k]
+                break
+        h = r["history"]
+        rows.append({
+            "run": r["name"], "status": r["status"],
+            "epochs": None if h is None else len(h["val_acc"]),
+            "backend": prov.get("backend"), "device": prov.get("device"),
+            "commit": (prov.get("git_commit") or "")[:10] + ("+dirty" if prov.get("git_dirty")
+                                                             else ""),
+            "train_s": _num(wall),
+            "estimate_s": _num(_dig(r["estimates"] or {}, ("timings", "total_s"))),
+            "stationary_s": _num((r["stationary"] or {}).get("wall_time_s")),
+        })
+    return rows
+
+
+def _versions(runs):
+    for r in runs:
+        v = r["run"].get("versions") or _dig(r["run"], ("provenance", "versions"))
+        if v:
+            return v
+    return {}
+
+
+def _md_table(rows, cols):
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in rows:
+        lines.append("| " + " | ".join(_fmt(row.get(c)) if not isinstance(row.get(c), str)
+                                       else row[c] for c in cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+_CONVENTIONS = """\
+## Conventions
+
+- **Batch norm in inference mode** (running statistics) for every curvature, noise and
+  stationary-phase quantity; per-example gradients are not defined in training mode.
+- **tr Σ**: per-example gradient covariance of the data loss, **centred** and **dividing by N**,
+  tr Σ = (1/N) Σ‖g_i‖² − ‖ḡ‖², exact over the evaluated examples (`estimates.json`).
+- **tr H**: Hutchinson estimate (Rademacher probes, one fresh probe per batch) of the Hessian
+  of the **data loss**; the **L2 term** λ‖w‖² adds 2λ·(number of regularised weights) to tr H
+  and nothing to Σ.  Table 1's tr H and tr Σ/tr H exclude it; prediction (6) includes it,
+  because it predicts the excess of the objective SGD minimises.
+- **Table 1 traces** are at the final weights (mean ± sample sd over seeds, n seeds);
+  the **predictions** use the traces re-measured at the stationary average θ̄ on the same
+  evaluation subset as the observed loss.
+- **Stationary phase** (`stationary.json`): from the final weights, plain SGD (momentum 0,
+  no augmentation) at η_s = the schedule's final LR and the run's batch size S, minibatches
+  drawn i.i.d. **with replacement** (c_S = 1/S), BN frozen.  After a burn-in, the training
+  objective (data loss + L2) on a fixed subset of the training set is recorded at regular
+  intervals, and the Polyak average θ̄ is kept in B blocks.
+  Observed excess = mean_k L(θ_k) − L(θ̄) + (mean_b L(θ̄_b) − L(θ̄))/(B − 1); the last term
+  corrects for L(θ̄) > L(E θ) (θ̄ is a finite average).  SE by batch means over the B blocks.
+  Predictions: (12) (η_s c_S/4)·tr Σ and (6) (η_s c_S/4)·tr H; η_s λ_max/2 is the relative
+  size of the discrete-time correction in the stiffest direction.
+- **What the comparison assumes**: the quadratic approximation of L around θ̄ over the range
+  SGD explores; BN statistics frozen (a different function from the one training minimised,
+  hence the burn-in); θ̄ as the minimiser (E θ = θ* holds for a quadratic); and a phase long
+  compared with the relaxation times 1/(η_s λ) of the directions that carry the excess loss —
+  `tau_steps` (integrated autocorrelation time of the loss) and K·η_s·λ_max are reported so
+  that this can be checked.  Flat directions that do not equilibrate within K steps make the
+  observed excess an underestimate.
+- **Colours** (Figures 2-3): BS/LR relative to the reference ratio r₀ (the ratio shared by
+  most configurations; ties go to the one nearest the median): **equal** (blue) within 1 %,
+  **near** (green) within a factor 2, **far** (red) beyond.  Curves: mean over seeds, band ± sd.
+- **Curve distance**: mean over epochs of |Δ validation accuracy| between individual runs,
+  averaged over seed pairs; the noise floor is the same statistic between seeds of one
+  configuration.  Spearman ρ against |Δ log(BS/LR)| with scipy's p-value (assumes independent
+  pairs, which they are not) and a one-sided permutation p-value (configuration labels permuted).
+"""
+
+
+def build_report(runs_dir, out_dir):
+    """Build Table 1, the figures, the curve distance and ``report.md`` from saved results.
+
+    Parameters
+    ----------
+    runs_dir : path
+        A grid output folder (one sub-folder per run).
+    out_dir : path
+        Where the report goes (created).
+
+    Returns
+    -------
+    pathlib.Path
+        The path of ``report.md``.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        If ``runs_dir`` is missing or holds no runs.
+    """
+    from ._io import atomic_write_json, atomic_write_text, save_figure
+    from dnn._runio import atomic_write_csv
+
+    runs = load_runs(runs_dir)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = table1_rows(runs)
+    atomic_write_csv(out / "table1.csv", rows, TABLE1_COLUMNS)
+    t1 = table1_markdown(rows)
+    atomic_write_text(out / "table1.md", t1)
+    srows = stationary_rows(runs)
+    atomic_write_csv(out / "stationary.csv", srows, STATIONARY_COLUMNS)
+
+    import matplotlib.pyplot as plt
+
+    figs = make_figures(runs, rows)
+    distances, dist_rows = {}, []
+    for name, (fig, meta) in figs.items():
+        save_figure(fig, out / name)
+        plt.close(fig)
+        if meta["kind"] == "curve_distance":
+            d = meta["distance"]
+            distances[meta["loss"]] = d
+            dist_rows += [{"loss": meta["loss"], **p} for p in d["pairs"]]
+    atomic_write_json(out / "curve_distance.json", distances)
+    atomic_write_csv(out / "curve_distance.csv", dist_rows,
+                     ("loss", "a", "b", "dlog_ratio", "distance"))
+
+    md = [f"# sgd-minima validation report\n",
+          f"Built from `{Path(runs_dir)}` ({len(runs)} runs: "
+          f"{sum(r['status'] == 'completed' for r in runs)} completed, "
+          f"{sum(r['status'] == 'diverged' for r in runs)} diverged, "
+          f"{sum(r['status'] not in ('completed', 'diverged') for r in runs)} other) "
+          f"by `validation.report.build_report`, from saved results only.\n",
+          "## Table 1\n",
+          "Files: [table1.csv](table1.csv), [table1.md](table1.md).  tr Σ, tr H, their ratio and "
+          "the validation accuracy are mean ± sd over seeds (n); predictions and the observed "
+          "excess loss are mean ± SE over seeds with a stationary phase (n in the observed "
+          "column, and how many of those phases pass the stationarity check below); ratios "
+          "prediction/observed with propagated SE.\n",
+          t1,
+          "## Stationary comparison per run\n",
+          "File: [stationary.csv](stationary.csv).  `stationary` is *yes* when the second half "
+          "of the recorded loss agrees with the first within 4 SE (`drift_z`) and the series "
+          "holds at least 20 effectively independent samples (`n_eff` = records / τ); only "
+          "then is the observed excess a measurement of the stationary law.\n",
+          _md_table(srows, ("run", "status", "stationary_lr", "steps", "tau_steps", "n_eff",
+                            "drift_z", "stationary", "steps_x_lr_x_lambda_max", "observed_excess",
+                            "observed_excess_se", "predicted_wang", "predicted_jastrzebski",
+                            "wang_over_observed", "jastrzebski_over_observed")) if srows
+          else "No stationary records.\n",
+          "## Figures\n"]
+    for name, (_, meta) in figs.items():
+        if meta["kind"] == "learning_curves":
+            cap = (f"Training and validation accuracy, loss `{meta['loss']}` "
+                   f"({meta['n_configs']} configurations, reference BS/LR "
+                   f"{meta['reference_ratio']:.0f}).")
+        elif meta["kind"] == "trace_ratio":
+            cap = f"tr Σ / tr H against LR and BS/LR, loss `{meta['loss']}`."
+        else:
+            d = meta["distance"]
+            nf = d["noise_floor"]
+            cap = (f"Curve distance, loss `{meta['loss']}`: {d['n_pairs']} pairs, Spearman ρ = "
+                   f"{_fmt(d['spearman_rho'])} (p = {_fmt(d['spearman_p'])}, permutation p = "
+                   f"{_fmt(d['mantel_p'])} over {d['n_permutations']} permutations); noise "
+                   f"floor " + (f"{_fmt(nf['min'])}–{_fmt(nf['max'])}" if nf else "n/a") + ".")
+        md.append(f"### {name}\n\n{cap}\n\n![{name}]({name})\n")
+    md.append("Curve-distance data: [curve_distance.csv](curve_distance.csv), "
+              "[curve_distance.json](curve_distance.json).\n")
+    md.append(_CONVENTIONS)
+    md.append("## Provenance\n")
+    v = _versions(runs)
+    if v:
+        md.append("Versions (first run): " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".\n")
+    md.append(_md_table(_provenance_rows(runs), ("run", "status", "epochs", "backend", "device",
+                                                 "commit", "train_s", "estimate_s",
+                                                 "stationary_s")))
+    path = out / "report.md"
+    atomic_write_text(path, "\n".join(md))
+    return path
