@@ -5,8 +5,11 @@ them when they run.
 """
 
 from .cli import main
+from .grid import PRESETS, Preset, get_preset, parse_shard, run_grid, run_name
 from .quick import QUICK_CASES, QuickConfig, quick_results, run_quick
+from .report import build_report
 from .simulate import SimulateConfig, run_simulate, simulate_result
+from .stationary import run_stationary, summarize_stationary
 
 __all__ = [
     "main",
@@ -17,4 +20,13 @@ __all__ = [
     "SimulateConfig",
     "simulate_result",
     "run_simulate",
+    "PRESETS",
+    "Preset",
+    "get_preset",
+    "parse_shard",
+    "run_grid",
+    "run_name",
+    "build_report",
+    "run_stationary",
+    "summarize_stationary",
 ]

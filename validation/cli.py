@@ -109,6 +109,8 @@ def _build_parser() -> argparse.ArgumentParser:
     g.add_argument("--backend", default=None)
     g.add_argument("--loss", default=None, help="comma-separated losses, e.g. kld,logit_grad")
     g.add_argument("--shard", default=None, help="i/n: run the i-th of n deterministic shards")
+    g.add_argument("--data", default=None,
+                   help="override the preset's data: cifar10 | synthetic (e.g. a GPU check offline)")
     g.add_argument("--quiet", action="store_true")
 
     r = sub.add_parser("report", help="tables and figures from saved runs")
@@ -158,10 +160,17 @@ def _dispatch(args) -> int:
         print(f"wrote {os.path.join(args.run_dir, 'estimates.json')}")
         return 0
     if args.command == "grid":
-        from .grid import parse_shard, run_grid
+        import dataclasses
 
+        from .grid import get_preset, parse_shard, run_grid
+
+        preset = get_preset(args.preset)
+        if args.data is not None:
+            if args.data not in ("cifar10", "synthetic"):
+                raise UsageError(f"--data must be cifar10 or synthetic; got {args.data!r}")
+            preset = dataclasses.replace(preset, data=args.data)
         losses = None if args.loss is None else tuple(x.strip() for x in args.loss.split(","))
-        run_grid(args.preset, args.out, backend=args.backend, losses=losses,
+        run_grid(preset, args.out, backend=args.backend, losses=losses,
                  shard=parse_shard(args.shard), quiet=args.quiet)
         return 0
     from .report import build_report
