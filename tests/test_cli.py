@@ -50,6 +50,7 @@ def test_quick_tells_the_story(quick_run):
     assert a["wang"]["required"] and a["jastrzebski"]["required"]
     assert b["wang"]["agrees"] and b["wang"]["required"]
     assert not b["jastrzebski"]["agrees"] and abs(b["jastrzebski"]["z"]) > 10
+    assert b["jastrzebski"]["must_reject"] and c["wang"]["must_reject"]
     assert c["discrete"]["agrees"] and not c["wang"]["agrees"]
     for name in ("lsq-replacement", "lsq-no-replacement"):
         p = cases[name]["predictions"]
@@ -85,6 +86,25 @@ def test_bad_arguments_exit_2_with_one_line(args, message, capsys):
     assert message in err
     assert len(err.strip().splitlines()) == 1
     assert "Traceback" not in err
+
+
+def test_out_that_is_a_file_exits_2_before_any_work(tmp_path, capsys):
+    target = tmp_path / "a_file"
+    target.write_text("x")
+    assert main(["quick", "--quiet", "--out", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and str(target) in err
+    assert target.read_text() == "x"
+
+
+def test_simulate_flags_epoch_shuffling_as_an_expected_difference(tmp_path):
+    out = tmp_path / "epoch"
+    assert main(["simulate", "--problem", "least-squares", "--sampler", "epoch_shuffle",
+                 "--dim", "3", "--n-data", "40", "--batch-size", "8", "--lr", "0.1",
+                 "--chains", "100", "--steps", "400", "--quiet", "--out", str(out)]) == 0
+    data = json.loads((out / "simulate.json").read_text())["result"]
+    assert "Kuehn & Rosenow" in data["expected_difference"]
+    assert "expected difference" in (out / "simulate.md").read_text()
 
 
 def test_bad_arguments_exit_2_in_a_real_process():

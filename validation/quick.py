@@ -9,8 +9,9 @@ Cases
     state-dependent, and only the exact finite-sum law matches.
 
 A prediction is *required* to match when theory says it equals the exact law of the
-simulated process to within the simulation's resolution (|prediction − exact| < 1 SE);
-the command exits 1 if any required prediction misses by |z| >= 4.
+simulated process to within the simulation's resolution (|prediction − exact| < 1 SE),
+and *must be rejected* when theory says it misses by more than 8 SE.  The command
+exits 1 if a required prediction misses (|z| >= 4) or a must-reject one agrees.
 """
 
 from __future__ import annotations
@@ -110,12 +111,16 @@ def _predictions(problem, case: Case, lr: float, mean: float, se: float) -> dict
     out = {}
     for name, value in preds.items():
         z = (mean - value) / se
+        gap = abs(value - reference) / se       # theory's own error, in units of the SE
         out[name] = {
             "value": float(value),
             "z": float(z),
-            # Theory says this formula equals the process's exact law up to less than
-            # the simulation can resolve, so it must pass.
-            "required": bool(abs(value - reference) < se),
+            # Theory says this formula equals the process's exact law to within less
+            # than the simulation resolves, so it must agree ...
+            "required": bool(gap < 1.0),
+            # ... or misses it by so much that a working simulation must reject it
+            # (|z| >= 4 would need a 4-SE fluctuation the wrong way).
+            "must_reject": bool(gap > 2 * Z_MAX),
             "theory_bias": float(value / reference - 1.0),
             "agrees": bool(abs(z) < Z_MAX),
         }
@@ -130,7 +135,8 @@ def _run_case(case: Case, seed: int, progress: bool) -> dict:
                        n_steps=case.steps, sampler=case.sampler, rng=seed + 1,
                        progress=progress)
     preds = _predictions(problem, case, lr, res.mean_excess_loss, res.se)
-    failed = [k for k, p in preds.items() if p["required"] and not p["agrees"]]
+    failed = [k for k, p in preds.items()
+              if (p["required"] and not p["agrees"]) or (p["must_reject"] and p["agrees"])]
     return {
         "name": case.name,
         "title": case.title,
@@ -156,7 +162,7 @@ def _run_case(case: Case, seed: int, progress: bool) -> dict:
 
 def _verdict(preds: dict, failed: list) -> str:
     if failed:
-        return "FAIL: required prediction(s) missed: " + ", ".join(failed)
+        return "FAIL: outcome contradicts theory for: " + ", ".join(failed)
     agree = [k for k, p in preds.items() if p["agrees"]]
     reject = [f"{k} (z={p['z']:+.1f})" for k, p in preds.items() if not p["agrees"]]
     text = "agree: " + (", ".join(agree) or "none")
@@ -212,13 +218,14 @@ def markdown_table(results: dict) -> str:
         def cell(k):
             if k not in p:
                 return "n/a"
-            mark = "*" if p[k]["required"] else ""
+            mark = "*" if p[k]["required"] else ("!" if p[k]["must_reject"] else "")
             return f"{p[k]['value']:.4g} [{p[k]['z']:+.1f}]{mark}"
 
         lines.append(f"| {c['title']} | {c['lr']:.4g} | {c['batch_size']} | "
                      f"{c['simulated_mean']:.4g} ± {c['simulated_se']:.2g} | {cell('wang')} | "
                      f"{cell('jastrzebski')} | {cell('discrete')} | {cell('exact')} | {c['verdict']} |")
-    foot = (f"\n\n`*` = required by theory to agree (|z| < {Z_MAX:g}); z = (simulated − predicted)/SE; "
+    foot = (f"\n\n`*` = required by theory to agree (|z| < {Z_MAX:g}); `!` = theory says it is off "
+            f"by more than {2 * Z_MAX:g} SE, so it must be rejected; z = (simulated − predicted)/SE; "
             "SE across chains (n = chains).\n")
     return head + "\n".join(lines) + foot
 
@@ -248,9 +255,9 @@ def figure(results: dict):
 
 def run_quick(cfg: QuickConfig) -> int:
     """Run the suite, print the table, write quick.json / quick.md / quick.png; 0 iff passed."""
-    results = quick_results(cfg)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)   # fail on a bad --out before the work, not after
+    results = quick_results(cfg)
     table = markdown_table(results)
     atomic_write_json(out / "quick.json", {**results,
                                            "provenance": synthetic_provenance(asdict(cfg), {"seed": cfg.seed})})
@@ -274,10 +281,13 @@ def _console_table(results: dict) -> str:
         lines.append(f"    simulated  {c['simulated_mean']:.5g} ± {c['simulated_se']:.2g} "
                      f"(SE, n={c['chains']} chains x {c['steps']} steps)")
         for k, p in c["predictions"].items():
-            tag = "must hold" if p["required"] else f"theory bias {p['theory_bias']:+.1%}"
+            tag = ("must hold" if p["required"] else
+                   f"theory bias {p['theory_bias']:+.1%}, must be rejected" if p["must_reject"]
+                   else f"theory bias {p['theory_bias']:+.1%}")
             lines.append(f"    {k:<12}{p['value']:.5g}  z={p['z']:+6.1f}  "
                          f"{'agrees' if p['agrees'] else 'REJECTED':<9}({tag})")
         lines.append(f"    verdict: {c['verdict']}")
-    lines.append("PASS: every required prediction holds" if results["passed"]
-                 else "FAIL: a required prediction missed")
+    lines.append("PASS: every prediction theory says must hold holds, and every one it says "
+                 "is wrong is rejected" if results["passed"]
+                 else "FAIL: an outcome contradicts theory (see the verdicts above)")
     return "\n".join(lines)
