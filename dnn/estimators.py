@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from theory import noise_factor
+
 __all__ = [
     "EigenEstimate",
     "GradCovTrace",
@@ -117,17 +119,17 @@ def hutchinson_trace(hvp: Callable, dim_or_shapes, *, n_probes: int | None = Non
     on its own batch:
 
     .. math::
-        \widehat{\operatorname{tr} H} = \frac{\sum_k w_{b_k}\, v_k^\top H_{b_k} v_k}
-                                         {\sum_k w_{b_k}},\qquad
-        \mathrm{SE}^2 = \frac{K}{K-1}\,
-            \frac{\sum_k w_{b_k}^2 (z_k - \widehat{\operatorname{tr} H})^2}
-                 {(\sum_k w_{b_k})^2},
+        u_k = \frac{B\, w_{b_k}}{\sum_b w_b}\, v_k^\top H_{b_k} v_k,\qquad
+        \widehat{\operatorname{tr} H} = \frac1K \sum_k u_k,\qquad
+        \mathrm{SE}^2 = \frac{1}{K(K-1)} \sum_k (u_k - \widehat{\operatorname{tr} H})^2,
 
-    with z_k = v_kᵀ H_{b_k} v_k. Batches are visited in passes, each pass in a
-    fresh random order, so a whole number of passes is exactly unbiased and a
-    partial pass is unbiased over the order. The SE counts the spread between
-    batches as well as between probes, so for a fixed partition it is
-    conservative.
+    with B batches. Batches are visited in passes, each pass in a fresh random
+    order, so every probe's batch is marginally uniform and each u_k is unbiased
+    for tr H (a Horvitz–Thompson weighting): the estimate is unbiased for any K,
+    a partial pass or an early stop included. (A ratio Σ w z / Σ w would be biased
+    there when the weights differ, e.g. for a short last batch.) The SE counts the
+    spread between batches as well as between probes, so for a fixed partition
+    it is conservative.
 
     Parameters
     ----------
@@ -202,35 +204,38 @@ def hutchinson_trace(hvp: Callable, dim_or_shapes, *, n_probes: int | None = Non
         n_min = n_max = n_probes
 
     order = _BatchOrder(n_batches, rng) if batches is not None else None
-    z, w = [], []
-    sums = np.zeros(5)       # running Σw, Σwz, Σw², Σw²z, Σw²z²: O(1) stopping checks
+    scale = (np.ones(1) if order is None
+             else n_batches * np.asarray(weights, dtype=float) / float(np.sum(weights)))
+    u = []
+    sums = np.zeros(2)       # running Σu, Σu²: O(1) stopping checks
     converged = target_rel_se is None
-    while len(z) < n_max:
+    while len(u) < n_max:
         v = _rademacher(shapes, rng)
         if order is None:
             out = hvp(_unflat(v, dim_or_shapes))
-            wk = 1.0
+            b = 0
         else:
             b = order.next()
             out = hvp(_unflat(v, dim_or_shapes), batches[b])
-            wk = weights[b]
         zk = float(out) if quadratic_form else _dot(v, out)
         if not math.isfinite(zk):
-            raise ValueError(f"hvp returned a non-finite value (vᵀHv = {zk}) at probe {len(z)}")
-        z.append(zk)
-        w.append(wk)
+            raise ValueError(f"hvp returned a non-finite value (vᵀHv = {zk}) at probe {len(u)}")
+        uk = float(scale[b]) * zk
+        u.append(uk)
         if callback is not None:
-            callback(len(z))
-        sums += (wk, wk * zk, wk * wk, wk * wk * zk, wk * wk * zk * zk)
-        if target_rel_se is not None and len(z) >= n_min:
-            k = len(z)
-            mean = sums[1] / sums[0]
-            ss = max(sums[4] - 2 * mean * sums[3] + mean * mean * sums[2], 0.0)
-            if math.sqrt(k / (k - 1) * ss) / sums[0] <= target_rel_se * abs(mean):
+            callback(len(u))
+        sums += (uk, uk * uk)
+        if target_rel_se is not None and len(u) >= n_min:
+            k = len(u)
+            mean = sums[0] / k
+            var = max(sums[1] - k * mean * mean, 0.0) / (k - 1)
+            if math.sqrt(var / k) <= target_rel_se * abs(mean):
                 converged = True
                 break
-    mean, se = _weighted_mean_se(np.asarray(z), np.asarray(w))
-    return TraceEstimate(mean=mean, se=se, n_hvp=len(z), converged=converged,
+    uu = np.asarray(u)
+    mean = float(uu.mean())
+    se = float(uu.std(ddof=1) / math.sqrt(uu.size)) if uu.size > 1 else math.nan
+    return TraceEstimate(mean=mean, se=se, n_hvp=len(u), converged=converged,
                          target_rel_se=target_rel_se)
 
 
@@ -346,7 +351,7 @@ def two_batch_noise(small_sqnorms, big_sqnorms, b_small: int, b_big: int, *,
         n_data = _int_at_least(n_data, "n_data", 2)
         if n_data < b_big:
             raise ValueError(f"n_data must be >= b_big; got n_data={n_data} < b_big={b_big}")
-    c_s, c_b = _noise_factor(b_small, n_data), _noise_factor(b_big, n_data)
+    c_s, c_b = (noise_factor(b, n_data, replacement=n_data is None) for b in (b_small, b_big))
     tr = (s - b) / (c_s - c_b)
     g2 = (c_s * b - c_b * s) / (c_s - c_b)
     n = s.size
@@ -489,20 +494,6 @@ class _BatchOrder:
         if not self._queue:
             self._queue = list(self._rng.permutation(self._n))[::-1]
         return int(self._queue.pop())
-
-
-def _weighted_mean_se(z: np.ndarray, w: np.ndarray) -> tuple[float, float]:
-    mean = float(np.sum(w * z) / np.sum(w))
-    k = z.size
-    if k < 2:
-        return mean, math.nan
-    var = k / (k - 1) * float(np.sum(w ** 2 * (z - mean) ** 2)) / float(np.sum(w)) ** 2
-    return mean, math.sqrt(var)
-
-
-def _noise_factor(b: int, n_data: int | None) -> float:
-    # c_B of theory.md; same as theory.noise_factor, inlined to keep this module numpy-only
-    return 1.0 / b if n_data is None else (n_data - b) / (b * (n_data - 1))
 
 
 def _shapes(dim_or_shapes, name: str) -> list[tuple[int, ...]]:

@@ -485,3 +485,20 @@ def _split(v, shapes):
         n = int(np.prod(s))
         yield v[i:i + n].reshape(s)
         i += n
+
+
+def test_hutchinson_is_unbiased_for_a_partial_pass_with_unequal_batches():
+    """One probe, batches of 1 and 3 examples: each of the two equally likely outcomes is
+    enumerated exactly (diagonal H_b, so vᵀH_b v = tr H_b for every probe)."""
+    from dnn.estimators import hutchinson_trace
+
+    h = [np.diag([1.0, 2.0]), np.diag([5.0, 7.0])]
+    weights = [1.0, 3.0]
+    truth = (1.0 * 3.0 + 3.0 * 12.0) / 4.0
+    outcomes = set()
+    for seed in range(50):
+        est = hutchinson_trace(lambda v, hb: hb @ v, 2, n_probes=1, batches=h,
+                               batch_weights=weights, rng=np.random.default_rng(seed))
+        outcomes.add(round(est.mean, 12))
+    assert len(outcomes) == 2
+    assert np.mean(sorted(outcomes)) == pytest.approx(truth, rel=1e-12)
