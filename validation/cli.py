@@ -109,6 +109,10 @@ def _build_parser() -> argparse.ArgumentParser:
     g.add_argument("--backend", default=None)
     g.add_argument("--loss", default=None, help="comma-separated losses, e.g. kld,logit_grad")
     g.add_argument("--shard", default=None, help="i/n: run the i-th of n deterministic shards")
+    g.add_argument("--stationary-lr", type=_float, default=None,
+                   help="eta_s of the stationary phase (default: the schedule's final LR)")
+    g.add_argument("--stationary-steps", type=_positive_int, default=None,
+                   help="recorded SGD steps K of the stationary phase (default: the preset's)")
     g.add_argument("--data", default=None,
                    help="override the preset's data: cifar10 | synthetic (e.g. a GPU check offline)")
     g.add_argument("--quiet", action="store_true")
@@ -124,7 +128,8 @@ def main(argv=None) -> int:
     try:
         args = _build_parser().parse_args(argv)
         return _dispatch(args)
-    except (ValueError, FileNotFoundError, NotADirectoryError) as exc:
+    except (ValueError, OSError) as exc:
+        # OSError: an --out that is a file, an unwritable folder, a missing run folder.
         cmd = argv[0] if argv and not argv[0].startswith("-") else ""
         print(f"{PROG}{' ' + cmd if cmd else ''}: error: {exc}", file=sys.stderr)
         return 2
@@ -169,6 +174,11 @@ def _dispatch(args) -> int:
             if args.data not in ("cifar10", "synthetic"):
                 raise UsageError(f"--data must be cifar10 or synthetic; got {args.data!r}")
             preset = dataclasses.replace(preset, data=args.data)
+        if args.stationary_lr is not None or args.stationary_steps is not None:
+            st = preset.stationary
+            preset = dataclasses.replace(preset, stationary=dataclasses.replace(
+                st, lr=st.lr if args.stationary_lr is None else args.stationary_lr,
+                steps=st.steps if args.stationary_steps is None else args.stationary_steps))
         losses = None if args.loss is None else tuple(x.strip() for x in args.loss.split(","))
         run_grid(preset, args.out, backend=args.backend, losses=losses,
                  shard=parse_shard(args.shard), quiet=args.quiet)

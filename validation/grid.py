@@ -481,7 +481,7 @@ def run_grid(preset, out_dir, *, backend=None, losses=None, shard=None, quiet=Fa
                         e = p.estimate
                         dnn.estimate_run(run_dir, examples=e.examples, probes=e.probes,
                                          batch_size=e.batch_size, power_iters=e.power_iters,
-                                         seed=0, quiet=True)
+                                         seed=r.seed, quiet=True)
                         entry["ran"].append("estimate")
                         entry["seconds"]["estimate"] = time.perf_counter() - t0
                     if not st["stationary"]:
@@ -491,7 +491,7 @@ def run_grid(preset, out_dir, *, backend=None, losses=None, shard=None, quiet=Fa
                             run_dir, lr=s.lr, steps=s.steps, burn_in=s.burn_in,
                             eval_examples=s.eval_examples, record_every=s.record_every,
                             n_blocks=s.n_blocks, probes=s.probes, power_iters=s.power_iters,
-                            seed=0, quiet=True)
+                            seed=r.seed, quiet=True)
                         entry["ran"].append("stationary")
                         entry["seconds"]["stationary"] = time.perf_counter() - t0
                         entry["stationary_status"] = res.get("status")

@@ -298,6 +298,9 @@ def predict_excess_loss(*, trace_grad_cov, trace_hessian, lr, batch_size,
 #: batch-means SE rests on at least MIN_N_EFF effectively independent samples.
 DRIFT_Z_MAX = 4.0
 MIN_N_EFF = 20.0
+#: ... and each batch-means block spans at least this many relaxation times of a
+#: direction of mean curvature tr H / P.
+MIN_BLOCK_RELAXATIONS = 1.0
 
 
 def drift_check(losses, n_blocks):
@@ -355,13 +358,15 @@ def measure_traces(m):
     tgc = m.get("trace_grad_cov")
     th = m.get("trace_hessian")
     tr_s = _first(tgc, ("trace", "value", "mean"))
-    tr_s_se = _first(tgc, ("sampling_se", "se"), 0.0) if isinstance(tgc, dict) else 0.0
+    # An SE that was not reported is unknown (NaN), not zero: a zero would make every
+    # ratio built on it look exact.
+    tr_s_se = _first(tgc, ("sampling_se", "se"), math.nan) if isinstance(tgc, dict) else math.nan
     tr_h = _first(th, ("mean", "value", "trace"))
-    tr_h_se = _first(th, ("se",), 0.0) if isinstance(th, dict) else 0.0
+    tr_h_se = _first(th, ("se",), math.nan) if isinstance(th, dict) else math.nan
     l2 = _first(m.get("l2_trace_contribution"), ("value",), 0.0)
     lam = _first(m.get("lambda_max"), ("value", "mean"))
-    return (None if tr_s is None else float(tr_s), float(tr_s_se or 0.0),
-            None if tr_h is None else float(tr_h), float(tr_h_se or 0.0), float(l2 or 0.0),
+    return (None if tr_s is None else float(tr_s), float(tr_s_se),
+            None if tr_h is None else float(tr_h), float(tr_h_se), float(l2 or 0.0),
             None if lam is None else float(lam))
 
 
@@ -429,6 +434,22 @@ def summarize_stationary(phase, at_mean=None):
     if lam is not None:
         out["relaxation"]["steps_x_lr_x_lambda_max"] = (
             int(phase["steps"]) * float(phase["lr"]) * float(lam))
+    n_params = at_mean.get("n_params")
+    if n_params and tr_h is not None:
+        # The stiffest direction relaxes fastest; what limits the measurement is the
+        # flat ones.  θ̄ and the block means follow any direction whose relaxation time
+        # 1/(η_s h) exceeds a block, so its share of the excess loss is never seen.
+        # The mean eigenvalue h̄ = tr H / P is a necessary (not sufficient) check:
+        # blocks shorter than 1/(η_s h̄) miss at least the flatter half of the spectrum.
+        h_bar = (float(tr_h) + float(l2)) / float(n_params)
+        block_steps = int(phase["steps"]) / max(int(obs.n_blocks), 1)
+        resolved = block_steps * float(phase["lr"]) * h_bar
+        out["relaxation"]["mean_curvature"] = h_bar
+        out["relaxation"]["block_steps_x_lr_x_mean_curvature"] = resolved
+        diag = out["diagnostics"]
+        diag["flat_directions_resolved"] = bool(resolved >= MIN_BLOCK_RELAXATIONS)
+        diag["stationary"] = bool(diag["stationary"] and diag["flat_directions_resolved"])
+        diag["criteria"] += (f" and block_steps*lr*(tr H/P) >= {MIN_BLOCK_RELAXATIONS:g}")
     return out
 
 

@@ -11,6 +11,7 @@ from validation.stationary import (
     batch_means,
     discrete_correction,
     drift_check,
+    measure_traces,
     observed_excess_loss,
     predict_excess_loss,
     ratio_with_se,
@@ -197,3 +198,30 @@ def test_summarize_flags_non_stationary_phases():
     s = summarize_stationary(phase)
     assert s["diagnostics"]["stationary"] is False
     assert s["diagnostics"]["drift"]["z"] < -4
+
+
+def test_summarize_flags_blocks_shorter_than_the_mean_curvature_relaxation():
+    rng = np.random.default_rng(6)
+    losses = (1.0 + 0.1 * rng.standard_exponential(400)).tolist()
+    base = {"status": "completed", "losses": losses, "loss_at_mean": 1.0,
+            "block_losses": [1.0] * 20, "lr": 0.1, "batch_size": 10, "steps": 4000,
+            "record_every": 10}
+    at_mean = {"trace_grad_cov": {"trace": 40.0, "sampling_se": 4.0},
+               "trace_hessian": {"mean": 20.0, "se": 1.0},
+               "l2_trace_contribution": {"value": 0.0}, "lambda_max": {"value": 5.0}}
+    # 200-step blocks at lr 0.1: resolved iff the mean curvature tr H / P >= 1/20.
+    flat = summarize_stationary(base, {**at_mean, "n_params": 1000})     # h̄ = 0.02
+    assert flat["relaxation"]["block_steps_x_lr_x_mean_curvature"] == pytest.approx(0.4)
+    assert flat["diagnostics"]["flat_directions_resolved"] is False
+    assert flat["diagnostics"]["stationary"] is False
+    stiff = summarize_stationary(base, {**at_mean, "n_params": 100})     # h̄ = 0.2
+    assert stiff["relaxation"]["block_steps_x_lr_x_mean_curvature"] == pytest.approx(4.0)
+    assert stiff["diagnostics"]["flat_directions_resolved"] is True
+    assert stiff["diagnostics"]["stationary"] is True
+
+
+def test_missing_trace_se_is_unknown_not_zero():
+    m = {"trace_grad_cov": {"trace": 40.0}, "trace_hessian": {"mean": 20.0}}
+    tr_s, tr_s_se, tr_h, tr_h_se, _, _ = measure_traces(m)
+    assert (tr_s, tr_h) == (40.0, 20.0)
+    assert np.isnan(tr_s_se) and np.isnan(tr_h_se)

@@ -42,10 +42,10 @@ def _check(r):
     assert obs["tau_steps"] * 5 < r["steps"] / obs["n_blocks"]
     assert r["stationary_check"] is True
     # θ̄ is the minimiser up to its own fluctuation: L(θ̄) − L(θ*) is a small fraction of
-    # the excess loss, and the correction that removes it has the right size
+    # the excess loss, and the correction that estimates it errs by less than the
+    # measurement's own SE, so it cannot move the z-test above by more than 1.
     assert 0 <= r["loss_at_mean_direct"] - r["loss_star"] < 0.05 * r["exact"]
-    assert obs["correction"] == pytest.approx(r["loss_at_mean_direct"] - r["loss_star"],
-                                              rel=1.0, abs=obs["se"])
+    assert abs(obs["correction"] - (r["loss_at_mean_direct"] - r["loss_star"])) < obs["se"]
     # L(θ̄) recorded by the phase is the loss of the weights the model holds afterwards
     assert r["loss_at_mean"] == pytest.approx(r["loss_at_mean_direct"], rel=1e-4)
     return z
