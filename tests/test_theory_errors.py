@@ -29,6 +29,10 @@ S = np.array([[2.0, 1.0], [1.0, 1.0]])
     (lambda: theory.expected_loss_jastrzebski(0.0, 0.1, 4), "hessian_trace must be > 0; got 0"),
     (lambda: theory.expected_loss_wang(1.0, [0.1, -1.0], 4), "lr must be > 0; got -1"),
     (lambda: theory.noise_factor(1, 1, replacement=False), "n_data must be >= 2"),
+    (lambda: theory.expected_loss_wang(1.0, "abc", 2), "lr must be real numbers; got 'abc'"),
+    (lambda: theory.expected_loss_wang(1.0, 0.1, True), "batch_size must be real numbers; got True"),
+    (lambda: theory.noise_factor("3"), "batch_size must be real numbers; got '3'"),
+    (lambda: theory.stationary_covariance([[1.0, 2.0], [3.0]], S), "hessian must be real numbers"),
 ])
 def test_bad_input_is_named(call, match):
     with pytest.raises(ValueError, match=match):

@@ -25,7 +25,14 @@ class StabilityError(ValueError):
 
 
 def finite_array(value, name: str, *, ndim: int | None = None) -> np.ndarray:
-    arr = np.asarray(value, dtype=float)
+    try:
+        raw = np.asarray(value)
+    except (TypeError, ValueError):
+        raw = np.asarray(value, dtype=object)
+    # Only real numbers: bools, strings ("3") and objects would otherwise be coerced.
+    if raw.dtype.kind not in "iuf":
+        raise ValueError(f"{name} must be real numbers; got {value!r}")
+    arr = raw.astype(float, copy=False)
     if ndim is not None and arr.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-dimensional; got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
