@@ -313,40 +313,9 @@ def load_for_stationary(run):
                          None if run_dir is None else Path(run_dir))
 
 
-def final_lr(config, history=None):
-    """The learning rate of the schedule's last epoch.
-
-    From the run's history when it records ``lr`` per epoch; otherwise
-    η·decay^(number of milestones below the epoch count), the step schedule of
-    :class:`dnn.TrainConfig` (the LR drops *at* a milestone epoch).
-    """
-    if history:
-        last = history[-1]
-        for key in ("lr", "learning_rate"):
-            if isinstance(last, dict) and last.get(key) is not None:
-                return float(last[key])
-    drops = sum(1 for m in getattr(config, "milestones", ()) if m < config.epochs)
-    return float(config.lr) * float(getattr(config, "lr_decay", 0.1)) ** drops
-
-
-def _history(run_dir):
-    if run_dir is None:
-        return None
-    path = Path(run_dir) / "history.json"
-    if not path.exists():
-        return None
-    from ._runio import read_json
-
-    h = read_json(path)
-    if isinstance(h, dict):
-        for key in ("epochs", "history", "records"):
-            if isinstance(h.get(key), list):
-                return h[key]
-        # columnar {"lr": [...], ...}
-        if isinstance(h.get("lr"), list) and h["lr"]:
-            return [{"lr": h["lr"][-1]}]
-        return None
-    return h if isinstance(h, list) else None
+def final_lr(config):
+    """The learning rate of the schedule's last epoch, ``config.lr_at(config.epochs - 1)``."""
+    return float(config.lr_at(config.epochs - 1))
 
 
 def _one_hot(y, k):
@@ -398,7 +367,7 @@ def stationary_phase(run, *, lr=None, steps=2000, burn_in=None, eval_examples=20
 
     lr_source = "given"
     if lr is None:
-        lr = final_lr(config, _history(run.run_dir))
+        lr = final_lr(config)
         lr_source = "final schedule LR"
     m = min(_check_int(eval_examples, "eval_examples", 1), len(x))
     k = int(model.outputs[0].shape[-1]) if getattr(model, "outputs", None) else int(y.max()) + 1

@@ -2,8 +2,8 @@
 
 Checks run once, at the public boundary, in a fixed order: finite, square,
 matching shapes, symmetric, positive (semi)definite, stable.  Messages name the
-argument and show the offending value.  (theory keeps its own private checks;
-the two packages agree on messages but do not share private modules.)
+argument and show the offending value.  The matrix checks are theory's (sim depends
+on theory, never the reverse), so both packages word their errors alike.
 """
 
 from __future__ import annotations
@@ -12,37 +12,10 @@ import numbers
 
 import numpy as np
 
-# float64 products such as U diag(h) Uᵀ are symmetric to ~1e-15 relative, so
-# 1e-8 only rejects real asymmetry.
-_SYMMETRY_RTOL = 1e-8
-# Eigenvalues above -1e-10·max|λ| count as round-off zeros of a PSD matrix.
-_PSD_RTOL = 1e-10
+from theory._validate import check_psd, finite_array
+from theory._validate import square_symmetric as symmetric
 
-
-def finite_array(value, name: str, *, ndim: int | None = None) -> np.ndarray:
-    """Coerce to float64 and check the number of dimensions and finiteness."""
-    try:
-        arr = np.asarray(value, dtype=float)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be numeric; got {value!r}") from None
-    if ndim is not None and arr.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-dimensional; got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        bad = arr[~np.isfinite(arr)].ravel()[0]
-        raise ValueError(f"{name} must be finite; it contains {bad}")
-    return arr
-
-
-def symmetric(value, name: str) -> np.ndarray:
-    """Finite, non-empty, square and symmetric (to a relative tolerance); returns (A+Aᵀ)/2."""
-    a = finite_array(value, name, ndim=2)
-    if a.shape[0] != a.shape[1] or a.shape[0] == 0:
-        raise ValueError(f"{name} must be a non-empty square matrix; got shape {a.shape}")
-    scale = max(float(np.max(np.abs(a))), np.finfo(float).tiny)
-    asym = float(np.max(np.abs(a - a.T)))
-    if asym > _SYMMETRY_RTOL * scale:
-        raise ValueError(f"{name} must be symmetric; max |A - A^T| is {asym:.3g}")
-    return 0.5 * (a + a.T)
+__all__ = ["check_psd", "finite_array", "symmetric"]  # re-exported for sim's modules
 
 
 def spd_eigh(a: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -51,14 +24,6 @@ def spd_eigh(a: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
     if h[0] <= 0:
         raise ValueError(f"{name} must be positive definite; smallest eigenvalue is {h[0]:.3g}")
     return h, u
-
-
-def check_psd(a: np.ndarray, name: str) -> None:
-    """Raise unless the symmetric matrix ``a`` is positive semidefinite (round-off allowed)."""
-    lam = np.linalg.eigvalsh(a)
-    if lam[0] < -_PSD_RTOL * max(abs(lam[-1]), abs(lam[0]), np.finfo(float).tiny):
-        raise ValueError(f"{name} must be positive semidefinite; smallest eigenvalue "
-                         f"is {lam[0]:.3g}")
 
 
 def positive_float(value, name: str) -> float:

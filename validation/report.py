@@ -64,8 +64,6 @@ _NAME = re.compile(r"^(?P<loss>[a-z_]+)_bs(?P<bs>\d+)_lr(?P<lr>[0-9.e+-]+)_seed(
 
 # Key aliases in history records, so the report reads any history.json layout
 # dnn.train has written (list of per-epoch dicts or dict of columns).
-_TRAIN_ACC = ("accuracy", "train_accuracy", "acc", "train_acc")
-_VAL_ACC = ("val_accuracy", "val_acc", "test_accuracy")
 
 
 # ------------------------------------------------------------------- loading
@@ -89,37 +87,23 @@ def _num(x):
 
 
 def _history_columns(h):
-    """``{"epoch": [...], "train_acc": [...], "val_acc": [...], "seconds": [...]}`` or None."""
-    if h is None:
+    """``{"epoch", "train_acc", "val_acc", "seconds"}`` arrays from a ``history.json``, or None.
+
+    The file is ``dnn.train``'s ``{"columns": [...], "epochs": [row, ...]}``; epochs
+    are 1-based (epoch k is the state after k passes over the data).
+    """
+    if not isinstance(h, dict) or not isinstance(h.get("epochs"), list):
         return None
-    if isinstance(h, dict):
-        for key in ("epochs", "history", "records"):
-            if isinstance(h.get(key), list):
-                h = h[key]
-                break
-    if isinstance(h, list):
-        recs = [r for r in h if isinstance(r, dict)]
-        cols = {k: [r.get(k) for r in recs] for k in set().union(*recs)} if recs else {}
-    elif isinstance(h, dict):
-        cols = {k: v for k, v in h.items() if isinstance(v, list)}
-    else:
+    rows = [r for r in h["epochs"] if isinstance(r, dict)]
+    if not rows or any(k not in rows[0] for k in ("accuracy", "val_accuracy")):
         return None
 
-    def pick(keys):
-        for k in keys:
-            if k in cols:
-                return np.array([_num(v) for v in cols[k]])
-        return None
+    def col(key):
+        return np.array([_num(r.get(key)) for r in rows])
 
-    tr, va = pick(_TRAIN_ACC), pick(_VAL_ACC)
-    if tr is None or va is None:
-        return None
-    ep = pick(("epoch",))
-    n = min(len(tr), len(va))
-    # Epochs are reported 1-based: epoch k is the state after k passes over the data.
-    ep = np.arange(1, n + 1) if ep is None else ep[:n] + (1 if ep[:n].min() == 0 else 0)
-    return {"epoch": ep, "train_acc": tr[:n], "val_acc": va[:n],
-            "seconds": pick(("seconds", "epoch_seconds", "time_s"))}
+    ep = col("epoch") if "epoch" in rows[0] else np.arange(1, len(rows) + 1)
+    return {"epoch": ep, "train_acc": col("accuracy"), "val_acc": col("val_accuracy"),
+            "seconds": col("seconds") if "seconds" in rows[0] else None}
 
 
 def load_runs(runs_dir):
@@ -184,7 +168,7 @@ def _final_val_acc(run):
     h = run["history"]
     if h is not None and len(h["val_acc"]):
         return float(h["val_acc"][-1])
-    return _num(run["run"].get("final_val_accuracy", run["run"].get("val_accuracy")))
+    return _num((run["run"].get("final") or {}).get("val_accuracy"))
 
 
 def _groups(runs):
