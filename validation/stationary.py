@@ -439,8 +439,9 @@ def summarize_stationary(phase, at_mean=None):
         # The stiffest direction relaxes fastest; what limits the measurement is the
         # flat ones.  θ̄ and the block means follow any direction whose relaxation time
         # 1/(η_s h) exceeds a block, so its share of the excess loss is never seen.
-        # The mean eigenvalue h̄ = tr H / P is a necessary (not sufficient) check:
-        # blocks shorter than 1/(η_s h̄) miss at least the flatter half of the spectrum.
+        # A conservative check with the mean eigenvalue h̄ = tr H / P: when blocks are
+        # shorter than 1/(η_s h̄), the phase is trusted only if Σ sits in stiffer
+        # directions, which nothing here measures, so it is not counted as stationary.
         h_bar = (float(tr_h) + float(l2)) / float(n_params)
         block_steps = int(phase["steps"]) / max(int(obs.n_blocks), 1)
         resolved = block_steps * float(phase["lr"]) * h_bar
