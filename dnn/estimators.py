@@ -23,6 +23,9 @@ import numpy as np
 
 from theory import noise_factor
 
+from ._validate import int_at_least as _int_at_least
+from ._validate import positive_float as _positive_float
+
 __all__ = [
     "EigenEstimate",
     "GradCovTrace",
@@ -571,22 +574,6 @@ def _finite(value, name: str) -> np.ndarray:
         bad = arr[~np.isfinite(arr)].ravel()[0]
         raise ValueError(f"{name} must be finite; it contains {bad}")
     return arr
-
-
-def _int_at_least(value, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}; got {value!r}")
-    return int(value)
-
-
-def _positive_float(value, name: str) -> float:
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive number; got {value!r}") from None
-    if not (math.isfinite(x) and x > 0):
-        raise ValueError(f"{name} must be a positive number; got {value!r}")
-    return x
 
 
 def _jsonable(d: dict) -> dict:

@@ -24,6 +24,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import estimators as est
+from ._validate import int_at_least, positive_float
 from .backend import import_keras
 
 __all__ = ["estimate_run", "l2_regularised_weights", "measure", "model_ops"]
@@ -188,18 +189,18 @@ def measure(model, x, y, *, loss, batch_size: int = 256, n_probes: int | None = 
     """
     x, y = _check_data(x, y)
     n = len(x)
-    batch_size = min(est._int_at_least(batch_size, "batch_size", 1), n)
+    batch_size = min(int_at_least(batch_size, "batch_size", 1), n)
     if n_probes is not None:
-        n_probes = est._int_at_least(n_probes, "n_probes", 1)
+        n_probes = int_at_least(n_probes, "n_probes", 1)
     if target_rel_se is not None:
-        est._positive_float(target_rel_se, "target_rel_se")
-        est._int_at_least(max_probes, "max_probes", 2)
-    power_iters = est._int_at_least(power_iters, "power_iters", 0)
-    est._positive_float(power_tol, "power_tol")
+        positive_float(target_rel_se, "target_rel_se")
+        int_at_least(max_probes, "max_probes", 2)
+    power_iters = int_at_least(power_iters, "power_iters", 0)
+    positive_float(power_tol, "power_tol")
     if power_examples is not None:
-        power_examples = est._int_at_least(power_examples, "power_examples", 1)
-    two_batch_factor = est._int_at_least(two_batch_factor, "two_batch_factor", 2)
-    seed = est._int_at_least(seed, "seed", 0)
+        power_examples = int_at_least(power_examples, "power_examples", 1)
+    two_batch_factor = int_at_least(two_batch_factor, "two_batch_factor", 2)
+    seed = int_at_least(seed, "seed", 0)
     _check_weights(model)
 
     t_start = time.perf_counter()

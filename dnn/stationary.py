@@ -39,27 +39,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ._validate import int_at_least, positive_float
+
 __all__ = ["stationary_phase", "sgd_stationary", "load_for_stationary", "measure_at_mean",
            "final_lr", "StationaryRun", "SAMPLER"]
 
 #: How the stationary phase draws minibatches (matches ``theory`` with ``replacement=True``).
 SAMPLER = "iid_with_replacement"
-
-
-def _check_int(value, name, low):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}; got {value!r}")
-    return int(value)
-
-
-def _check_lr(lr):
-    try:
-        x = float(lr)
-    except (TypeError, ValueError):
-        raise ValueError(f"lr must be a positive number; got {lr!r}") from None
-    if not (math.isfinite(x) and x > 0):
-        raise ValueError(f"lr must be a positive number; got {lr!r}")
-    return x
 
 
 _CLASSES = {}
@@ -173,18 +159,18 @@ def sgd_stationary(model, x, y, loss, *, lr, batch_size, steps, burn_in=None, ev
     from .backend import import_keras
 
     keras = import_keras()
-    lr = _check_lr(lr)
+    lr = positive_float(lr, "lr")
     x = np.asarray(x)
     y = np.asarray(y)
-    n = _check_int(len(x), "number of training examples", 1)
+    n = int_at_least(len(x), "number of training examples", 1)
     if len(y) != n:
         raise ValueError(f"x and y must have the same length; got {n} and {len(y)}")
-    s = _check_int(batch_size, "batch_size", 1)
-    steps = _check_int(steps, "steps", 1)
-    record_every = _check_int(record_every, "record_every", 1)
-    n_blocks = _check_int(n_blocks, "n_blocks", 2)
-    burn_in = steps // 4 if burn_in is None else _check_int(burn_in, "burn_in", 0)
-    eval_batch = _check_int(eval_batch, "eval_batch", 1)
+    s = int_at_least(batch_size, "batch_size", 1)
+    steps = int_at_least(steps, "steps", 1)
+    record_every = int_at_least(record_every, "record_every", 1)
+    n_blocks = int_at_least(n_blocks, "n_blocks", 2)
+    burn_in = steps // 4 if burn_in is None else int_at_least(burn_in, "burn_in", 0)
+    eval_batch = int_at_least(eval_batch, "eval_batch", 1)
     if eval_x is None:
         eval_x, eval_y = x, y
     eval_x = np.asarray(eval_x)
@@ -369,7 +355,7 @@ def stationary_phase(run, *, lr=None, steps=2000, burn_in=None, eval_examples=20
     if lr is None:
         lr = final_lr(config)
         lr_source = "final schedule LR"
-    m = min(_check_int(eval_examples, "eval_examples", 1), len(x))
+    m = min(int_at_least(eval_examples, "eval_examples", 1), len(x))
     k = int(model.outputs[0].shape[-1]) if getattr(model, "outputs", None) else int(y.max()) + 1
     y1 = _one_hot(y, k)
     out = sgd_stationary(model, x, y1, get_loss(config.loss), lr=lr,

@@ -616,7 +616,7 @@ def build_report(runs_dir, out_dir):
     atomic_write_csv(out / "curve_distance.csv", dist_rows,
                      ("loss", "a", "b", "dlog_ratio", "distance"))
 
-    md = [f"# sgd-minima validation report\n",
+    md = ["# sgd-minima validation report\n",
           f"Built from `{Path(runs_dir)}` ({len(runs)} runs: "
           f"{sum(r['status'] == 'completed' for r in runs)} completed, "
           f"{sum(r['status'] == 'diverged' for r in runs)} diverged, "
