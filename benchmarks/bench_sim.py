@@ -28,9 +28,10 @@ LR, BATCH = 0.5, 10        # eta*h_max = 0.5 on misaligned_problem's spectrum [0
 
 
 def _ours(problem, method, n_chains, n_steps, seed):
+    method, _, precision = method.partition(":")
     cpu = time.process_time()
     r = sim.simulate(problem, method, lr=LR, batch_size=BATCH, n_chains=n_chains,
-                     n_steps=n_steps, rng=seed, burn_in=0)
+                     n_steps=n_steps, rng=seed, burn_in=0, precision=precision or "float64")
     return r.path_steps_per_s, n_chains * n_steps / (time.process_time() - cpu)
 
 
@@ -63,7 +64,8 @@ def main(argv=None) -> dict:
           f"median of {repeat} interleaved rounds")
     print(f"{'d':>3} {'method':<16} {'path-steps/s':>13} {'per CPU-s':>11} {'vs itoEuler':>12}")
     rows = []
-    labels = {"sgd": "sim sgd-gaussian", "em": "sim em", "ou": "sim exact-ou"}
+    labels = {"sgd": "sim sgd-gaussian", "em": "sim em", "ou": "sim exact-ou",
+              "sgd:float32": "sgd-gaussian f32", "ou:float32": "exact-ou f32"}
     for d in a.dims:
         problem = sim.misaligned_problem(d, 1.0, seed=0)
         sri = _sdeint(problem, "itoSRI2", sri_steps, 0)

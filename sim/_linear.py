@@ -12,12 +12,13 @@ triangular BLAS product (F is the Cholesky factor when Q is positive definite).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.linalg import blas
 
-_trmm = blas.get_blas_funcs("trmm", dtype=np.float64)
+_TRMM = {np.dtype(dt): blas.get_blas_funcs("trmm", dtype=dt) for dt in (np.float64, np.float32)}
+PRECISIONS = ("float64", "float32")
 
 
 def noise_factor_matrix(cov: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -45,7 +46,9 @@ class LinearGaussian:
     """x ← a ⊙ x + F z, vectorised over chains (leading axis); see module docstring.
 
     ``method``, ``step`` (time step in SGD-time units, t = kη) and ``noise_factor``
-    (c_S) are carried for the driver's bookkeeping.
+    (c_S) are carried for the driver's bookkeeping.  ``dtype`` is the precision of
+    the states and noise ("float32" roughly halves the cost of a step; statistics
+    are still accumulated in float64, see :func:`sim.simulate`).
     """
 
     a: np.ndarray
@@ -53,11 +56,19 @@ class LinearGaussian:
     method: str
     step: float
     noise_factor: float
+    dtype: str = "float64"
 
     def __post_init__(self):
+        if self.dtype not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}; got {self.dtype!r}")
         factor, lower = noise_factor_matrix(self.cov)
-        object.__setattr__(self, "_factor", factor)
+        object.__setattr__(self, "_factor", np.asfortranarray(factor, dtype=self.dtype))
         object.__setattr__(self, "_lower", lower)
+        object.__setattr__(self, "_a", np.asarray(self.a, dtype=self.dtype))
+
+    def astype(self, dtype: str) -> "LinearGaussian":
+        """The same recursion with states and noise in ``dtype``."""
+        return replace(self, dtype=dtype)
 
     def relaxation_steps(self) -> float:
         """τ = −1/log max_i a_i²: steps per e-fold of the second moments' slowest mode."""
@@ -66,7 +77,7 @@ class LinearGaussian:
 
     def init(self, source, x0: np.ndarray):
         """State: the (n_chains, d) array of eigenbasis coordinates."""
-        return np.array(x0, dtype=float)
+        return np.array(x0, dtype=self.dtype)
 
     def advance(self, state, source, out: np.ndarray):
         """Fill ``out`` (K, n_chains, d) with the next K states; return the new state.
@@ -74,7 +85,7 @@ class LinearGaussian:
         ``source`` is a :class:`~sim.noise.NormalSource`.
         """
         self.noise(source, out)
-        recurse(self.a, state, out)
+        recurse(self._a, state, out)
         return out[-1].copy()
 
     def noise(self, source, out: np.ndarray) -> None:
@@ -86,10 +97,11 @@ class LinearGaussian:
         elif self._lower:
             source.standard_normal(out)
             # (K·c, d) C-order is (d, K·c) Fortran-order: trmm overwrites it with F Z.
-            res = _trmm(1.0, factor, out.reshape(-1, d).T, side=0, lower=1, overwrite_b=1)
+            res = _TRMM[out.dtype](1.0, factor, out.reshape(-1, d).T, side=0, lower=1,
+                                   overwrite_b=1)
             if not np.shares_memory(res, out):          # pragma: no cover - BLAS copied
                 out.reshape(-1, d)[...] = res.T
         else:
-            z = np.empty((out.size // d, factor.shape[1]))
+            z = np.empty((out.size // d, factor.shape[1]), dtype=out.dtype)
             source.standard_normal(z)
             np.matmul(z, factor.T, out=out.reshape(-1, d))

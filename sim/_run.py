@@ -21,7 +21,7 @@ class Shard:
     def __init__(self, stepper, source, x0, recorder, block):
         self.stepper, self.source, self.recorder = stepper, source, recorder
         self.state = stepper.init(source, x0)
-        self.buf = np.empty((block,) + x0.shape)
+        self.buf = np.empty((block,) + x0.shape, dtype=getattr(stepper, "dtype", "float64"))
 
     def run(self, n: int, j0: int) -> None:
         """Advance n steps; record the rows with j >= 0 (j0 is the first row's step index)."""

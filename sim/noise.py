@@ -11,6 +11,10 @@ with N(0, 1) draws in one of two ways:
   relative) change second moments by ~1e-7, far below any SE reported here.  It
   is ~2x cheaper than numpy's ziggurat, and drawing normals dominates the cost of a step.
 - ``"numpy"``: ``Generator.standard_normal`` (ziggurat), for reference.
+
+A float32 ``out`` (``precision="float32"`` in :func:`sim.simulate`) is filled in
+float32 throughout; Box–Muller then draws u on a 24-bit grid too, which caps |z| at
+√(2·24 log 2) ≈ 5.77 (probability 8e-9 of more) and changes second moments by ~1e-7.
 """
 
 from __future__ import annotations
@@ -48,11 +52,15 @@ class NormalSource:
         self._r = np.empty(0)
         self._phi = np.empty(0, np.float32)
         self._trig = np.empty(0, np.float32)
+        self._r32 = np.empty(0, np.float32)
 
     def standard_normal(self, out: np.ndarray) -> None:
-        """Fill the C-contiguous float64 array ``out`` with independent N(0, 1) draws."""
+        """Fill the C-contiguous float64 or float32 array ``out`` with independent N(0, 1) draws."""
         if self.method == "numpy":
-            self.rng.standard_normal(out=out)
+            self.rng.standard_normal(out=out, dtype=out.dtype)
+            return
+        if out.dtype == np.float32:
+            self._box_muller32(out.reshape(-1))
             return
         flat = out.reshape(-1)
         n = flat.size
@@ -72,3 +80,23 @@ class NormalSource:
         np.multiply(r, trig, out=flat[:h])
         np.sin(phi[: n - h], out=trig[: n - h])
         np.multiply(r[: n - h], trig[: n - h], out=flat[h:])
+
+    def _box_muller32(self, flat: np.ndarray) -> None:
+        n = flat.size
+        h = (n + 1) // 2
+        if self._r32.size < h:
+            self._r32 = np.empty(h, np.float32)
+            if self._phi.size < h:
+                self._phi, self._trig = np.empty(h, np.float32), np.empty(h, np.float32)
+        r, phi = self._r32[:h], self._phi[:h]
+        self.rng.random(out=r, dtype=np.float32)
+        np.negative(r, out=r)
+        np.log1p(r, out=r)                       # log(1 − u) with u in [0, 1): finite
+        np.multiply(r, np.float32(-2.0), out=r)
+        np.sqrt(r, out=r)
+        self.rng.random(out=phi, dtype=np.float32)
+        np.multiply(phi, _TWO_PI32, out=phi)
+        np.cos(phi, out=flat[:h])
+        np.multiply(flat[:h], r, out=flat[:h])
+        np.sin(phi[: n - h], out=flat[h:])
+        np.multiply(flat[h:], r[: n - h], out=flat[h:])

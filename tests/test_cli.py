@@ -77,6 +77,9 @@ def test_quick_imports_no_deep_learning_framework(tmp_path):
     (["simulate", "--chains", "0"], "chains must be >= 1; got 0"),
     (["simulate", "--lr", "abc"], "expected a number, got 'abc'"),
     (["simulate", "--misalignment", "2"], "misalignment must be in [0, 1]; got 2.0"),
+    (["simulate", "--precision", "float16"], "precision must be float64 or float32; got 'float16'"),
+    (["simulate", "--problem", "least-squares", "--precision", "float32"],
+     "precision 'float32' needs a Gaussian-noise method"),
     (["quick", "--frobnicate"], "unrecognized arguments: --frobnicate"),
     (["nonsense"], "invalid choice: 'nonsense'"),
 ])

@@ -67,6 +67,8 @@ def _build_parser() -> argparse.ArgumentParser:
     s.add_argument("--chains", type=_positive_int, default=1000)
     s.add_argument("--steps", type=_positive_int, default=4000)
     s.add_argument("--seed", type=_positive_int, default=0)
+    s.add_argument("--precision", default="float64",
+                   help="float64 | float32 (faster; Gaussian-noise methods only)")
     s.add_argument("--out", default="results/simulate")
     s.add_argument("--quiet", action="store_true")
 
@@ -150,7 +152,7 @@ def _dispatch(args) -> int:
                              method=args.method, sampler=args.sampler, problem=args.problem,
                              misalignment=args.misalignment, n_data=args.n_data,
                              chains=args.chains, steps=args.steps, seed=args.seed,
-                             out=args.out, quiet=args.quiet)
+                             precision=args.precision, out=args.out, quiet=args.quiet)
         return run_simulate(cfg)
     # DNN commands: choose the Keras backend before anything imports keras.
     import dnn

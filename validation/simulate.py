@@ -32,6 +32,7 @@ class SimulateConfig:
     chains: int = 1000            # independent chains (leading array axis)
     steps: int = 4000             # steps per chain after burn-in
     seed: int = 0                 # numpy Generator seed
+    precision: str = "float64"    # float32: ~1.5x faster Gaussian-noise methods
     out: str = "results/simulate"
     quiet: bool = False
 
@@ -48,6 +49,8 @@ class SimulateConfig:
             raise ValueError(f"method must be one of {', '.join(METHODS)}; got {self.method!r}")
         if self.sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}; got {self.sampler!r}")
+        if self.precision not in ("float64", "float32"):
+            raise ValueError(f"precision must be float64 or float32; got {self.precision!r}")
         if self.problem not in PROBLEMS:
             raise ValueError(f"problem must be one of {', '.join(PROBLEMS)}; got {self.problem!r}")
         if not 0.0 <= self.misalignment <= 1.0:
@@ -82,7 +85,7 @@ def simulate_result(cfg: SimulateConfig) -> dict:
         theory.sgd_covariance(h, s, cfg.lr, cfg.batch_size, discrete=True, **kw)
     res = sim.simulate(problem, cfg.method, lr=cfg.lr, batch_size=cfg.batch_size,
                        n_chains=cfg.chains, n_steps=cfg.steps, sampler=cfg.sampler,
-                       rng=cfg.seed + 1, progress=not cfg.quiet)
+                       rng=cfg.seed + 1, precision=cfg.precision, progress=not cfg.quiet)
     preds = {
         "wang": theory.expected_loss_wang(np.trace(s), cfg.lr, cfg.batch_size, **kw),
         "jastrzebski": theory.expected_loss_jastrzebski(np.trace(h), cfg.lr, cfg.batch_size, **kw),

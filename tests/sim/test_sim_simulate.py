@@ -140,3 +140,26 @@ def test_seed_and_generator_give_the_same_numbers_and_progress_is_optional(capsy
     assert "100%" in capsys.readouterr().err
     c = sim.simulate(p, "sgd", rng=6, **kw)
     assert a.mean_excess_loss == b.mean_excess_loss != c.mean_excess_loss
+
+
+@pytest.mark.parametrize("method", ["sgd", "ou"])
+def test_float32_precision_matches_theory(method):
+    """States and noise in float32: same stationary law within the Monte Carlo SE."""
+    p = sim.misaligned_problem(6, 1.0, seed=21)
+    lr, bs = 0.8, 4
+    r = sim.simulate(p, method, lr=lr, batch_size=bs, n_chains=400, n_steps=2000, rng=22,
+                     precision="float32")
+    ref = (theory.expected_loss_discrete(p.hessian, p.grad_cov, lr, bs) if method == "sgd"
+           else theory.expected_loss_wang(np.trace(p.grad_cov), lr, bs))
+    assert abs(r.mean_excess_loss - ref) < 4 * r.se
+
+
+def test_float32_precision_needs_gaussian_noise():
+    rng = np.random.default_rng(0)
+    ls = sim.LeastSquares(rng.normal(size=(30, 3)), rng.normal(size=30))
+    with pytest.raises(ValueError, match="precision 'float32' needs a Gaussian-noise method"):
+        sim.simulate(ls, "sgd", lr=0.1, batch_size=4, n_chains=10, n_steps=10, rng=0,
+                     precision="float32")
+    with pytest.raises(ValueError, match="precision"):
+        sim.simulate(sim.misaligned_problem(3, 0.5, seed=0), "sgd", lr=0.1, batch_size=4,
+                     n_chains=10, n_steps=10, rng=0, precision="float16")
