@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+import theory
+
 from . import _validate as v
 
 __all__ = ["GaussianQuadratic", "LeastSquares", "misaligned_problem"]
@@ -144,23 +146,12 @@ class LeastSquares(_Quadratic):
 
     def __post_init__(self):
         x = v.finite_array(self.X, "X", ndim=2)
-        y = v.finite_array(self.y, "y", ndim=1)
         n, d = x.shape
         if n < 2 or d < 1:
             raise ValueError(f"X must have at least 2 rows and 1 column; got shape {x.shape}")
-        if y.shape[0] != n:
-            raise ValueError(f"y must have one entry per row of X; got {y.shape[0]} and {n} rows")
-        hess = x.T @ x / n
-        h, u = np.linalg.eigh(hess)
-        if h[0] <= 1e-12 * max(h[-1], np.finfo(float).tiny):
-            raise ValueError(f"X must have full column rank; smallest eigenvalue of X^T X / N "
-                             f"is {h[0]:.3g}")
-        theta = np.linalg.solve(hess, x.T @ y / n)
-        r = x @ theta - y
-        g = x * r[:, None]
-        g_bar = g.mean(axis=0)
-        sigma = g.T @ g / n - np.outer(g_bar, g_bar)
-        sigma = 0.5 * (sigma + sigma.T)
+        m = theory.least_squares_moments(x, self.y)
+        y, hess, sigma, theta, r, h, u = (m.y, m.hessian, m.grad_cov, m.minimizer, m.residuals,
+                                          m.eigvals, m.eigvecs)
         for name, val in [("X", _frozen(x)), ("y", _frozen(y)), ("n_data", n),
                           ("hessian", _frozen(hess)), ("grad_cov", _frozen(sigma)),
                           ("minimizer", _frozen(theta)), ("residuals", _frozen(r)),

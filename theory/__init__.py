@@ -6,7 +6,12 @@ discrete-time correction, and the exact finite-sum least-squares law.  See
 """
 
 from ._validate import StabilityError
-from .least_squares import LeastSquaresStationary, least_squares_stationary
+from .least_squares import (
+    LeastSquaresMoments,
+    LeastSquaresStationary,
+    least_squares_moments,
+    least_squares_stationary,
+)
 from .lyapunov import stationary_covariance
 from .sampling import noise_factor
 from .stationary import (
@@ -28,6 +33,8 @@ __all__ = [
     "expected_loss_discrete",
     "expected_grad_sqnorm",
     "expected_sq_distance",
+    "least_squares_moments",
+    "LeastSquaresMoments",
     "least_squares_stationary",
     "LeastSquaresStationary",
 ]

@@ -9,10 +9,60 @@ import numpy as np
 from . import _validate as v
 from .sampling import noise_factor
 
-__all__ = ["LeastSquaresStationary", "least_squares_stationary"]
+__all__ = ["LeastSquaresMoments", "least_squares_moments", "LeastSquaresStationary",
+           "least_squares_stationary"]
 
 # d^2 x d^2 dense solve: 40 -> 1600 unknowns, about a second on two cores.
 _MAX_DIM = 64
+
+
+@dataclass(frozen=True)
+class LeastSquaresMoments:
+    """The quadratic L(θ) = (1/2N)‖Xθ − y‖² at its minimiser."""
+
+    X: np.ndarray                  # (N, d), validated float64
+    y: np.ndarray                  # (N,)
+    hessian: np.ndarray            # H = XᵀX/N
+    eigvals: np.ndarray            # of H, ascending
+    eigvecs: np.ndarray            # H = U diag(h) Uᵀ
+    minimizer: np.ndarray          # θ*
+    residuals: np.ndarray          # r_i = x_iᵀθ* − y_i
+    grad_cov: np.ndarray           # Σ of g_i = x_i r_i, centred, dividing by N
+
+
+def least_squares_moments(X, y) -> LeastSquaresMoments:
+    r"""H, θ*, residuals and Σ of L(θ) = (1/2N)‖Xθ − y‖².
+
+    .. math:: H = X^\top X / N,\quad θ^* = H^{-1} X^\top y / N,\quad
+              Σ = \frac1N \sum_i g_i g_i^\top - \bar g \bar g^\top,\quad g_i = x_i (x_i^\top θ^* - y_i).
+
+    Raises
+    ------
+    ValueError
+        Non-finite or mis-shaped data, or X without full column rank.
+
+    Examples
+    --------
+    >>> m = least_squares_moments([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], [1.0, 2.0, 2.0])
+    >>> bool(np.allclose(m.X.T @ m.residuals, 0))     # normal equations
+    True
+    """
+    x = v.finite_array(X, "X", ndim=2)
+    yy = v.finite_array(y, "y", ndim=1)
+    n = x.shape[0]
+    if yy.shape[0] != n:
+        raise ValueError(f"y must have one entry per row of X; got {yy.shape[0]} and {n} rows")
+    hess = x.T @ x / n
+    lam, u = np.linalg.eigh(hess)
+    if lam[0] <= 1e-12 * max(lam[-1], np.finfo(float).tiny):
+        raise ValueError(f"X must have full column rank; smallest eigenvalue of X^T X / N "
+                         f"is {lam[0]:.3g}")
+    theta = np.linalg.solve(hess, x.T @ yy / n)
+    resid = x @ theta - yy
+    g = x * resid[:, None]
+    g_bar = g.mean(axis=0)                      # ~0 up to round-off at the exact minimiser
+    sigma = g.T @ g / n - np.outer(g_bar, g_bar)
+    return LeastSquaresMoments(x, yy, hess, lam, u, theta, resid, 0.5 * (sigma + sigma.T))
 
 
 @dataclass(frozen=True)
@@ -85,26 +135,14 @@ def least_squares_stationary(X, y, lr, batch_size, *, replacement=True):
     >>> bool(np.allclose(H @ C + C @ H - e * H @ C @ H, rhs))
     True
     """
-    x = v.finite_array(X, "X", ndim=2)
-    yy = v.finite_array(y, "y", ndim=1)
+    m = least_squares_moments(X, y)
+    x, hess, sigma, theta_star, resid = m.X, m.hessian, m.grad_cov, m.minimizer, m.residuals
     n, d = x.shape
-    if yy.shape[0] != n:
-        raise ValueError(f"y must have one entry per row of X; got {yy.shape[0]} and {n} rows")
     if d > _MAX_DIM:
         raise ValueError(f"X has d={d} columns; the d^2 x d^2 solve supports d <= {_MAX_DIM}")
     lr = v.scalar_lr(lr)
     c = float(noise_factor(batch_size, n, replacement))
-
-    hess = x.T @ x / n
-    lam = np.linalg.eigvalsh(hess)
-    if lam[0] <= 1e-12 * max(lam[-1], np.finfo(float).tiny):
-        raise ValueError(f"X must have full column rank; smallest eigenvalue of X^T X / N "
-                         f"is {lam[0]:.3g}")
-    theta_star = np.linalg.solve(hess, x.T @ yy / n)
-    resid = x @ theta_star - yy
-    g = x * resid[:, None]
-    g_bar = g.mean(axis=0)                      # ~0 up to round-off at the exact minimiser
-    sigma = g.T @ g / n - np.outer(g_bar, g_bar)
+    lam = m.eigvals
 
     eye = np.eye(d)
     # Row-major vec: vec(A X B) = (A ⊗ Bᵀ) vec(X); all factors here are symmetric.
