@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 STAGE_FILES = ("run.json", "estimates.json", "stationary.json")
 
 
-# Here rather than in a conftest.py: tests/dnn has one too, and with --doctest-modules two
+# Here rather than in a conftest.py: tests/dnn_tests has one too, and with --doctest-modules two
 # rootless conftest modules of the same name collide.
 @pytest.fixture(scope="session")
 def smoke(tmp_path_factory):
