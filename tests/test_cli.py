@@ -74,7 +74,7 @@ def test_quick_imports_no_deep_learning_framework(tmp_path):
     (["simulate", "--lr", "5", "--dim", "4"], "lr*h_max"),
     (["simulate", "--problem", "least-squares", "--batch-size", "300", "--n-data", "200"],
      "batch_size=300 > n_data=200"),
-    (["simulate", "--chains", "0"], "chains must be >= 1; got 0"),
+    (["simulate", "--chains", "0"], "argument --chains: expected an integer >= 1, got '0'"),
     (["simulate", "--lr", "abc"], "expected a number, got 'abc'"),
     (["simulate", "--misalignment", "2"], "misalignment must be in [0, 1]; got 2.0"),
     (["simulate", "--precision", "float16"], "precision must be float64 or float32; got 'float16'"),

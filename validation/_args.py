@@ -1,0 +1,60 @@
+"""Argument types and the usage error shared by the ``sgd-minima`` subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+__all__ = ["UsageError", "positive_int", "nonnegative_int", "finite_float", "csv_list"]
+
+
+class UsageError(ValueError):
+    """A bad command line (unknown option, malformed value)."""
+
+
+def positive_int(text):
+    """An integer >= 1 (argparse type)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def nonnegative_int(text):
+    """An integer >= 0 (argparse type), e.g. a seed."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def finite_float(text):
+    """A finite number (argparse type); the library checks its range and names the argument."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def csv_list(convert, name):
+    """An argparse type for a comma-separated list of ``convert`` values."""
+
+    def parse(text):
+        items = [x.strip() for x in str(text).split(",") if x.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError(f"{name}: expected a comma-separated list, got {text!r}")
+        try:
+            return tuple(convert(x) for x in items)
+        except (ValueError, argparse.ArgumentTypeError) as exc:
+            raise argparse.ArgumentTypeError(f"{name}: {exc}") from None
+
+    return parse
