@@ -25,6 +25,7 @@ _EXPORTS = {
     "load_cifar10": "data",
     "synthetic_cifar": "data",
     "DataError": "data",
+    "RunFileError": "_runio",
     "LOSSES": "losses",
     "get_loss": "losses",
     "TrainConfig": "train",

@@ -27,12 +27,53 @@ __all__ = [
     "atomic_write_csv",
     "atomic_path",
     "read_json",
+    "remove_stale_temps",
+    "check_output_dir",
+    "RunFileError",
     "provenance",
     "git_info",
     "library_versions",
     "device_description",
     "utc_now",
 ]
+
+
+class RunFileError(ValueError):
+    """A file of a run folder is unreadable or malformed; the message names it and the fix.
+
+    Raised instead of the reader's own error (``JSONDecodeError``, ``BadZipFile``, an
+    h5py ``OSError``), which would not say which file is broken or what to do.
+    """
+
+    def __init__(self, path, problem, fix):
+        self.path = Path(path)
+        super().__init__(f"{self.path}: {problem}; {fix}")
+
+
+def check_output_dir(path, name="out"):
+    """Check that the folder ``path`` exists or can be created; return it as a Path.
+
+    Nothing is created, so a command that fails later leaves no empty folder behind.
+
+    Raises
+    ------
+    ValueError
+        ``path`` (or a parent) exists and is not a directory, or the nearest existing
+        parent is not writable; the message starts with ``name``.
+    """
+    p = Path(path)
+    if p.exists():
+        if not p.is_dir():
+            raise ValueError(f"{name}: {p} exists and is not a directory")
+        return p
+    parent = p.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"{name}: cannot create {p}: {parent} exists and is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{name}: cannot create {p}: {parent} is not writable")
+    return p
 
 
 class atomic_path:
@@ -59,9 +100,24 @@ class atomic_path:
             # mkstemp creates 0600 files; give the result the usual umask-based mode.
             os.chmod(self.tmp, 0o666 & ~_UMASK)
             os.replace(self.tmp, self.path)
+            _fsync_dir(self.path.parent)
         else:
             self.tmp.unlink(missing_ok=True)
         return False
+
+
+def _fsync_dir(folder):
+    """Make a rename durable: fsync the folder's entry table (POSIX; a no-op elsewhere)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems refuse fsync on directories; the rename still happened
+        pass
+    finally:
+        os.close(fd)
 
 
 def _umask():
@@ -117,10 +173,55 @@ def atomic_write_csv(path, rows, columns):
     atomic_write_text(path, buf.getvalue())
 
 
-def read_json(path):
-    """Read a JSON file written by :func:`atomic_write_json`."""
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+def remove_stale_temps(folder):
+    """Delete the ``.<name>.*.tmp*`` files that an interrupted atomic write left in ``folder``.
+
+    :class:`atomic_path` removes its temporary file when the writer raises, but a process
+    that is killed (SIGKILL, power loss) never runs that cleanup.  Such leftovers are never
+    read (the real file is only ever replaced whole), so deleting them is always safe as
+    long as no writer is active in ``folder``; callers hold the run's lock.
+
+    Parameters
+    ----------
+    folder : str or Path
+        A run folder; a missing folder is fine (nothing to remove).
+
+    Returns
+    -------
+    list of Path
+        The files removed, sorted.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for p in sorted(folder.glob(".*.tmp*")):
+        # Same pattern atomic_path creates: ".{name}.{random}.tmp{suffix}".
+        if p.is_file() and ".tmp" in p.name:
+            try:
+                p.unlink()
+            except FileNotFoundError:  # another cleaner got there first
+                continue
+            removed.append(p)
+    return removed
+
+
+def read_json(path, *, fix="delete it and rerun the command that writes it"):
+    """Read a JSON file written by :func:`atomic_write_json`.
+
+    Raises
+    ------
+    RunFileError
+        The file is not valid UTF-8 JSON (truncated, overwritten); the message names
+        the path and ``fix``.
+    OSError
+        The file cannot be opened (its message names the path).
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunFileError(path, f"not valid JSON ({exc})", fix) from None
 
 
 def utc_now():

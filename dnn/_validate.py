@@ -20,3 +20,10 @@ def positive_float(value, name: str) -> float:
     if not (math.isfinite(x) and x > 0):
         raise ValueError(f"{name} must be a positive number; got {value!r}")
     return x
+
+
+def flag(value, name: str) -> bool:
+    """A real bool: ``bool("False")`` is True, so strings and ints are refused, not coerced."""
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        return bool(value)
+    raise TypeError(f"{name} must be True or False; got {value!r} ({type(value).__name__})")

@@ -95,6 +95,9 @@ def load_cifar10(data_dir=None, *, expected_md5=None, download=True):
         Data not found (and download impossible; the message says where to put
         the file), hash mismatch, unreadable/corrupt archive, or malformed batches.
     """
+    from ._validate import flag
+
+    download = flag(download, "download")
     official = expected_md5 is None
     dirs = []
     if data_dir is not None:
@@ -351,5 +354,7 @@ def augmentation(seed=None, pad=4, flip=True):
     for why it is not built from Keras' preprocessing layers.
     """
     from ._layers import RandomPadCropFlip
+    from ._validate import flag
 
+    flip = flag(flip, "flip")
     return RandomPadCropFlip(pad=pad, flip=flip, seed=seed, name="augment")

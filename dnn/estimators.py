@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
@@ -86,6 +87,10 @@ class TwoBatchNoise:
     b_small: int
     b_big: int
     n_data: int | None       # None: batches drawn with replacement (c_B = 1/B)
+    # True when trace_cov or grad_sqnorm came out < 0 (impossible for the true values):
+    # then reliable is False and the numbers are noise, not a measurement.
+    negative: bool = False
+    reliable: bool = True
     convention: str = GRAD_COV_CONVENTION
 
     def as_dict(self) -> dict:
@@ -220,7 +225,7 @@ def hutchinson_trace(hvp: Callable, dim_or_shapes, *, n_probes: int | None = Non
         else:
             b = order.next()
             out = hvp(_unflat(v, dim_or_shapes), batches[b])
-        zk = float(out) if quadratic_form else _dot(v, out)
+        zk = _scalar(out, "hvp") if quadratic_form else _dot(v, out)
         if not math.isfinite(zk):
             raise ValueError(f"hvp returned a non-finite value (vᵀHv = {zk}) at probe {len(u)}")
         uk = float(scale[b]) * zk
@@ -323,12 +328,22 @@ def two_batch_noise(small_sqnorms, big_sqnorms, b_small: int, b_big: int, *,
     -------
     TwoBatchNoise
         trace_cov, grad_sqnorm, noise_scale = trace_cov / grad_sqnorm, their SEs
-        (NaN for one pair), n_pairs.
+        (NaN for one pair), n_pairs, and ``negative`` / ``reliable``.
 
     Raises
     ------
     ValueError
         On mismatched or non-finite norms, or invalid batch sizes.
+
+    Warns
+    -----
+    RuntimeWarning
+        When trace_cov or grad_sqnorm is negative (``negative=True``,
+        ``reliable=False``).  Both true values are >= 0, but the estimates are
+        differences of noisy squared norms: with few pairs, or when the noise is small
+        against the signal so that B_small‖G_small‖² ≈ B_big‖G_big‖² (for ‖G‖²) or
+        ‖G_small‖² ≈ ‖G_big‖² (for tr Σ), sampling noise can flip the sign.  Use more
+        pairs or a larger B_big/B_small ratio.
 
     References
     ----------
@@ -373,9 +388,16 @@ def two_batch_noise(small_sqnorms, big_sqnorms, b_small: int, b_big: int, *,
         ratio_se = math.sqrt(max(var, 0.0)) if math.isfinite(var) else math.nan
     else:
         ratio, ratio_se = math.nan, math.nan
+    negative = tr_m < 0 or g2_m < 0
+    if negative:
+        warnings.warn(f"two_batch_noise: negative estimate (trace_cov={tr_m:.3g}, grad_sqnorm="
+                      f"{g2_m:.3g} from {n} pairs, b_small={b_small}, b_big={b_big}); the "
+                      "difference of noisy squared norms is dominated by sampling noise, so "
+                      "it is flagged reliable=False", RuntimeWarning, stacklevel=2)
     return TwoBatchNoise(trace_cov=tr_m, trace_cov_se=tr_se, grad_sqnorm=g2_m,
                          grad_sqnorm_se=g2_se, noise_scale=ratio, noise_scale_se=ratio_se,
-                         n_pairs=n, b_small=b_small, b_big=b_big, n_data=n_data)
+                         n_pairs=n, b_small=b_small, b_big=b_big, n_data=n_data,
+                         negative=negative, reliable=not negative)
 
 
 def top_hessian_eigenvalue(hvp: Callable, dim_or_shapes, *,
@@ -434,10 +456,10 @@ def top_hessian_eigenvalue(hvp: Callable, dim_or_shapes, *,
 
     def apply(v):
         if batches is None:
-            return _flat(hvp(_unflat(v, dim_or_shapes)))
+            return _hvp_vector(hvp(_unflat(v, dim_or_shapes)), v.size)
         acc = None
         for b in range(n_batches):
-            hb = _flat(hvp(_unflat(v, dim_or_shapes), batches[b])) * weights[b]
+            hb = _hvp_vector(hvp(_unflat(v, dim_or_shapes), batches[b]), v.size) * weights[b]
             acc = hb if acc is None else acc + hb
         return acc / float(np.sum(weights))
 
@@ -503,13 +525,24 @@ def _shapes(dim_or_shapes, name: str) -> list[tuple[int, ...]]:
     if isinstance(dim_or_shapes, numbers.Integral):
         d = _int_at_least(dim_or_shapes, name, 1)
         return [(d,)]
+    if isinstance(dim_or_shapes, (numbers.Number, str, bytes)):
+        raise ValueError(f"{name} must be an integer >= 1 or a sequence of shapes; got "
+                         f"{dim_or_shapes!r}")
     try:
-        shapes = [tuple(int(n) for n in s) for s in dim_or_shapes]
+        shapes = [tuple(s) for s in dim_or_shapes]
     except TypeError:
         raise ValueError(f"{name} must be an int or a sequence of shapes; got "
                          f"{dim_or_shapes!r}") from None
     if not shapes:
         raise ValueError(f"{name} must not be empty; got {dim_or_shapes!r}")
+    for s in shapes:
+        # int() would truncate 2.5 to 2 and accept "3"; shapes are non-negative integers.
+        if not all(isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 0
+                   for n in s):
+            raise ValueError(f"{name} must hold shapes of non-negative integers; got {s!r}")
+    shapes = [tuple(int(n) for n in s) for s in shapes]
+    if sum(int(np.prod(s)) for s in shapes) == 0:
+        raise ValueError(f"{name} describes an empty vector; got {dim_or_shapes!r}")
     return shapes
 
 
@@ -536,7 +569,29 @@ def _flat(x) -> np.ndarray:
 
 
 def _dot(v: np.ndarray, hv) -> float:
-    return float(np.dot(v.astype(np.float64), _flat(hv)))
+    return float(np.dot(v.astype(np.float64), _hvp_vector(hv, v.size)))
+
+
+def _hvp_vector(hv, d: int) -> np.ndarray:
+    """hvp's output flattened, or a ValueError naming hvp and the sizes."""
+    try:
+        flat = _flat(hv)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"hvp must return an array (or list of arrays) of numbers; got "
+                         f"{type(hv).__name__} ({exc})") from None
+    if flat.size != d:
+        raise ValueError(f"hvp returned {flat.size} values with shape(s) "
+                         f"{[np.shape(a) for a in _as_list(hv)]}; expected {d} to match "
+                         "dim_or_shapes")
+    return flat
+
+
+def _scalar(out, name: str) -> float:
+    a = np.asarray(out)
+    if a.size != 1 or a.dtype.kind not in "biuf":
+        raise ValueError(f"{name} with quadratic_form=True must return one number vᵀHv; got "
+                         f"{type(out).__name__} of shape {a.shape}")
+    return float(a.reshape(()))
 
 
 def _as_list(x) -> list:
@@ -569,7 +624,10 @@ def _rng(rng) -> np.random.Generator:
 
 
 def _finite(value, name: str) -> np.ndarray:
-    arr = np.asarray(value, dtype=np.float64)
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be real numbers; got {value!r} ({exc})") from None
     if not np.all(np.isfinite(arr)):
         bad = arr[~np.isfinite(arr)].ravel()[0]
         raise ValueError(f"{name} must be finite; it contains {bad}")

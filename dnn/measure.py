@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import numbers
 import time
+import warnings
 import weakref
 from pathlib import Path
 
@@ -31,6 +32,13 @@ __all__ = ["estimate_run", "l2_regularised_weights", "measure", "model_ops"]
 
 ESTIMATES_FILE = "estimates.json"
 SCHEMA_VERSION = 1
+# ‖g_i‖ <= 1e-10 counts as a zero per-example gradient: float32 resolves a gradient
+# entry of size ~1 to 6e-8, so such a norm is numerically nothing (saturated outputs
+# under a clipped loss give exactly 0).
+ZERO_GRAD_SQNORM = 1e-20
+# An estimate is degenerate when at least this fraction of examples has a zero
+# gradient: tr Σ, tr H and λ_max then describe a flat, saturated region.
+DEGENERATE_FRACTION = 0.5
 
 # model -> {loss key: ops}; weak keys so that cached compiled functions die with the model
 _OPS_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -176,7 +184,15 @@ def measure(model, x, y, *, loss, batch_size: int = 256, n_probes: int | None = 
                              n_examples} or None,
             two_batch       {trace_cov, trace_cov_se, grad_sqnorm, grad_sqnorm_se,
                              noise_scale, noise_scale_se, n_pairs, b_small, b_big,
-                             n_data, convention} or None,
+                             n_data, negative, reliable, convention} or None,
+            n_zero_grad     examples with ‖g_i‖ <= zero_grad_threshold (1e-10),
+            degenerate      True when >= half the examples have a zero gradient, or
+                            the gradient and tr H are exactly 0: the outputs are
+                            saturated (e.g. batch-norm running statistics near their
+                            initial values after too little training, huge logits, a
+                            clipped loss), so the numbers describe no minimum;
+                            degenerate_reason says why (None when not degenerate);
+                            a RuntimeWarning is issued too,
             timings         {per_example_s, hutchinson_s, power_s, total_s,
                              per_example_first_batch_s, per_example_s_per_batch,
                              hvp_first_batch_s, hvp_s_per_batch}  (seconds; the
@@ -201,6 +217,8 @@ def measure(model, x, y, *, loss, batch_size: int = 256, n_probes: int | None = 
         power_examples = int_at_least(power_examples, "power_examples", 1)
     two_batch_factor = int_at_least(two_batch_factor, "two_batch_factor", 2)
     seed = int_at_least(seed, "seed", 0)
+    if not isinstance(quiet, bool):
+        raise TypeError(f"quiet must be True or False; got {quiet!r}")
     _check_weights(model)
 
     t_start = time.perf_counter()
@@ -229,6 +247,9 @@ def measure(model, x, y, *, loss, batch_size: int = 256, n_probes: int | None = 
 
     keras = import_keras()
     gct = pe["grad_cov"]
+    degenerate, reason = _degeneracy(pe["n_zero_grad"], n, gct, trace_h)
+    if degenerate:
+        warnings.warn(f"degenerate estimate: {reason}", RuntimeWarning, stacklevel=2)
     return est._jsonable({
         "n_examples": n,
         "batch_size": batch_size,
@@ -248,6 +269,10 @@ def measure(model, x, y, *, loss, batch_size: int = 256, n_probes: int | None = 
             "l2": sorted(set(lam_of.values()))},
         "lambda_max": lam,
         "two_batch": pe["two_batch"],
+        "n_zero_grad": pe["n_zero_grad"],
+        "zero_grad_threshold": math.sqrt(ZERO_GRAD_SQNORM),
+        "degenerate": degenerate,
+        "degenerate_reason": reason,
         "timings": {
             "per_example_s": t_pe, "hutchinson_s": t_hutch, "power_s": t_pow,
             "total_s": time.perf_counter() - t_start,
@@ -282,7 +307,7 @@ def _per_example_pass(ops, data, two_batch_factor, quiet):
     bs, n = data.size, len(data.x)
     # B_big = factor * B_small, the factor cut to the number of full batches
     factor = min(two_batch_factor, int(np.sum(data.counts == bs)))
-    times, sqnorms, loss_sum, n_correct, total = [], [], 0.0, 0.0, None
+    times, sqnorms, loss_sum, n_correct, total, n_zero = [], [], 0.0, 0.0, None, 0
     small, big, group, group_small = [], [], None, []
     with tqdm(total=len(data.index), desc="per-example gradients", disable=quiet,
               leave=False) as bar:
@@ -294,6 +319,7 @@ def _per_example_pass(ops, data, two_batch_factor, quiet):
                 raise ValueError(f"gradient is not finite on evaluation batch {b} "
                                  f"(examples {idx[:5].tolist()}...); loss sum {lsum}")
             sqnorms.append(sq[:len(idx)])
+            n_zero += int(np.sum(np.asarray(sq[:len(idx)], dtype=np.float64) <= ZERO_GRAD_SQNORM))
             loss_sum += lsum
             n_correct += ncorr
             total = gsum if total is None else [a + g for a, g in zip(total, gsum)]
@@ -311,7 +337,23 @@ def _per_example_pass(ops, data, two_batch_factor, quiet):
                                         n_data=n).as_dict()
     return {"grad_cov": est.grad_cov_trace(np.concatenate(sqnorms), total),
             "loss_sum": loss_sum, "n_correct": n_correct, "two_batch": two_batch,
-            "times": times}
+            "times": times, "n_zero_grad": n_zero}
+
+
+def _degeneracy(n_zero, n, gct, trace_h):
+    """(degenerate, plain reason or None) of a measurement; see :func:`measure`."""
+    if n_zero >= DEGENERATE_FRACTION * n:
+        return True, (f"{n_zero} of {n} examples have a zero per-example gradient "
+                      f"(norm <= {math.sqrt(ZERO_GRAD_SQNORM):g}): the model's outputs are "
+                      "saturated under the loss (typically an under-trained network whose "
+                      "batch-norm running statistics are still near their initial values, "
+                      "giving huge logits that the clipped loss flattens), so grad norm, "
+                      "tr Sigma, tr H and lambda_max describe a flat region, not a minimum; "
+                      "train longer (or check the run) before estimating")
+    if gct.mean_example_sqnorm == 0.0 and trace_h.mean == 0.0:
+        return True, ("every per-example gradient and every Hessian probe is exactly zero; "
+                      "the loss is flat at these weights, so there is nothing to measure")
+    return False, None
 
 
 def _hutchinson_pass(ops, data, rng, n_probes, target_rel_se, max_probes, quiet):
@@ -376,7 +418,16 @@ def estimate_run(run_dir, *, examples: int | None = None, probes: int | None = N
     Raises
     ------
     ValueError
-        If ``examples`` is not in [1, number of training examples], or as :func:`measure`.
+        If ``examples`` is not in [1, number of training examples], ``run_dir`` is
+        missing or not a directory, or as :func:`measure`.
+    dnn.RunFileError
+        A run file (run.json, final.weights.h5) is corrupt; the message names it.
+
+    Warns
+    -----
+    RuntimeWarning
+        The estimate is degenerate (``estimates.json`` gets ``degenerate: true`` and
+        the reason; see :func:`measure`).
     """
     from dataclasses import asdict
 
@@ -384,7 +435,10 @@ def estimate_run(run_dir, *, examples: int | None = None, probes: int | None = N
     from .train import load_run
 
     run_dir = Path(run_dir)
-    run = load_run(run_dir)
+    if not isinstance(quiet, bool):
+        raise TypeError(f"quiet must be True or False; got {quiet!r}")
+    run = load_run(run_dir)       # names a missing/non-directory run_dir and broken files
+    _runio.remove_stale_temps(run_dir)   # a killed earlier estimate's leftovers
     config, model, (x_train, y_train) = run.config, run.model, run.train
     n_train = len(x_train)
     if examples is not None:

@@ -32,7 +32,9 @@ import dataclasses
 import json
 import math
 import numbers
+import os
 import time
+import zipfile
 from pathlib import Path
 from typing import NamedTuple, Optional
 
@@ -44,7 +46,8 @@ from .data import channel_stats, load_cifar10, standardize, synthetic_cifar
 from .losses import check_loss
 from .resnet import SHORTCUTS, check_depth
 
-__all__ = ["TrainConfig", "train", "load_run", "LoadedRun", "PRECISIONS", "DATA_SOURCES"]
+__all__ = ["TrainConfig", "train", "load_run", "LoadedRun", "read_run_json", "PRECISIONS",
+           "DATA_SOURCES"]
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 DATA_SOURCES = ("cifar10", "synthetic")
@@ -163,7 +166,8 @@ class TrainConfig:
             bad("lr_decay", "a number in (0, 1]")
         check_loss(self.loss)
         if not isinstance(self.augment, bool):
-            bad("augment", "True or False")
+            # TypeError, not coercion: bool("False") is True.
+            raise TypeError(f"augment must be True or False; got {self.augment!r}")
         if not _is_int(self.seed) or self.seed < 0:
             bad("seed", "an integer >= 0")
         if self.backend is not None and self.backend not in BACKENDS:
@@ -298,11 +302,35 @@ def _save_checkpoint(path, model, meta):
     with _runio.atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
+            # Like the JSON files: on disk before the rename, so a crash cannot leave a
+            # checkpoint.npz that names complete but holds nothing.
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def _load_checkpoint(path, model):
+    try:
+        return _read_checkpoint(path, model)
+    except (zipfile.BadZipFile, EOFError, OSError, KeyError, json.JSONDecodeError) as exc:
+        raise _runio.RunFileError(path, f"checkpoint is unreadable or incomplete "
+                                  f"({type(exc).__name__}: {exc})", _DELETE_CHECKPOINT) from None
+    except ValueError as exc:
+        if isinstance(exc, _runio.RunFileError) or str(exc).startswith(str(path)):
+            raise
+        raise _runio.RunFileError(path, f"checkpoint is unreadable or incomplete ({exc})",
+                                  _DELETE_CHECKPOINT) from None
+
+
+_DELETE_CHECKPOINT = ("delete it and rerun the same train command: the run restarts from "
+                      "epoch 1 (the files hold nothing else to resume from)")
+
+
+def _read_checkpoint(path, model):
     with np.load(path, allow_pickle=False) as ck:
         meta = json.loads(str(ck["meta"]))
+        if not isinstance(meta, dict) or not {"config", "epochs_completed", "history"} <= set(meta):
+            raise _runio.RunFileError(path, "checkpoint metadata lacks config/epochs_completed/"
+                                      "history", _DELETE_CHECKPOINT)
         for prefix, variables in (("model", model.variables), ("opt", model.optimizer.variables)):
             n = sum(1 for k in ck.files if k.startswith(prefix + "_"))
             if n != len(variables):
@@ -360,38 +388,68 @@ def train(config, run_dir, *, quiet=False, _callbacks=()):
     dict
         The contents of ``run.json``.
 
+    A ``completed`` run whose ``final.weights.h5`` is missing or unreadable is not
+    returned as is: the weights are rebuilt from ``checkpoint.npz`` (which holds every
+    variable after the last epoch) without training, and ``run.json`` records
+    ``weights_restored_from_checkpoint``.  Leftover ``.*.tmp`` files of a killed
+    write are removed when the folder is opened.  The folder is created only once
+    the data has loaded, so a missing or corrupt data set leaves nothing behind.
+
     Raises
     ------
     ValueError
         Config differs from the one saved in ``run_dir``; backend conflicts with an
-        already-imported keras; batch size larger than the training set.
+        already-imported keras; batch size larger than the training set; ``run_dir``
+        (or a parent) is a file.
+    TypeError
+        ``config`` is not a TrainConfig, or ``quiet`` is not a bool.
+    dnn.RunFileError
+        ``run.json`` or ``checkpoint.npz`` is corrupt, or the final weights are lost
+        with no checkpoint to rebuild them from (a ValueError; the message names the
+        file and what to delete).
     dnn.data.DataError
         CIFAR-10 missing or corrupt.
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig; got {type(config).__name__}")
+    if not isinstance(quiet, bool):
+        raise TypeError(f"quiet must be True or False; got {quiet!r}")
     t_start = time.perf_counter()
     started = _runio.utc_now()
     backend = set_backend(config.backend)
     config = dataclasses.replace(config, backend=backend)
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = _runio.check_output_dir(run_dir, "run_dir")
+    _runio.remove_stale_temps(run_dir)      # leftovers of a killed write are never read
     run_path = run_dir / RUN_JSON
     previous = None
     if run_path.exists():
-        previous = _runio.read_json(run_path)
+        previous = read_run_json(run_dir)
         _same_config(TrainConfig.from_dict(previous["config"]), config, str(run_dir))
-        if previous.get("status") in ("completed", "diverged"):
+        status = previous.get("status")
+        if status == "diverged":
             return previous
+        if status == "completed":
+            if _weights_readable(run_dir / WEIGHTS):
+                return previous
+            # Final weights deleted or corrupt: rebuild them from the last checkpoint
+            # below (it holds every variable after the last epoch), never a dead end.
+            if not (run_dir / CHECKPOINT).exists():
+                raise _runio.RunFileError(
+                    run_dir / WEIGHTS, "missing or unreadable, and there is no "
+                    f"{CHECKPOINT} to restore it from", f"delete {run_dir} and rerun train to "
+                    "retrain the run")
 
-    keras = import_keras()
-    from . import _callbacks as cb
-    from .losses import get_loss, keras_loss
-
+    # Data first (numpy only): a missing or corrupt data set fails before keras is imported.
     data = _prepare_data(config)
     if config.batch_size > len(data.x_train):  # TrainConfig checks this too; data is the final word
         raise ValueError(f"batch_size must be <= the number of training images ({len(data.x_train)}); "
                          f"got {config.batch_size}")
+    keras = import_keras()
+    from . import _callbacks as cb
+    from .losses import get_loss, keras_loss
+
+    # Only now, with the data loaded: a missing or corrupt data set leaves no empty folder.
+    run_dir.mkdir(parents=True, exist_ok=True)
     y_train, y_test = _one_hot(data.y_train), _one_hot(data.y_test)
 
     # Every random draw is seeded explicitly (weights, batch order, augmentation), so no
@@ -494,8 +552,40 @@ def train(config, run_dir, *, quiet=False, _callbacks=()):
     with _runio.atomic_path(run_dir / WEIGHTS, suffix=".weights.h5") as tmp:
         net.save_weights(str(tmp))
     info.pop("interrupted", None)
+    if previous is not None and previous.get("status") == "completed":
+        info["weights_restored_from_checkpoint"] = _runio.utc_now()
     write_run(status="completed")
     return info
+
+
+def read_run_json(run_dir):
+    """``run_dir/run.json`` as a dict with a ``config`` mapping, or :class:`dnn.RunFileError`."""
+    path = Path(run_dir) / RUN_JSON
+    fix = (f"delete it and rerun the same train command (it resumes from {CHECKPOINT} "
+           "if there is one)")
+    info = _runio.read_json(path, fix=fix)
+    if not isinstance(info, dict):
+        raise _runio.RunFileError(path, f"expected a JSON object, got {type(info).__name__}", fix)
+    if not isinstance(info.get("config"), dict):
+        raise _runio.RunFileError(path, "has no 'config' object", fix)
+    try:
+        TrainConfig.from_dict(info["config"])
+    except (TypeError, ValueError) as exc:
+        raise _runio.RunFileError(path, f"its config is invalid ({exc})", fix) from None
+    return info
+
+
+def _weights_readable(path):
+    """True if ``path`` is an HDF5 file that opens (a truncated one does not)."""
+    if not path.is_file():
+        return False
+    try:
+        import h5py
+
+        with h5py.File(path, "r"):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 # --------------------------------------------------------------------------- load
@@ -540,20 +630,40 @@ def load_run(run_dir):
     Raises
     ------
     ValueError
-        ``run_dir`` has no ``run.json``, or the run did not complete (diverged or unfinished).
+        ``run_dir`` is missing, not a directory or has no ``run.json``, or the run did
+        not complete (diverged or unfinished).
+    dnn.RunFileError
+        ``run.json`` or ``final.weights.h5`` is corrupt or the weights are missing (the
+        message names the file and says how to restore it).
     """
     run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise ValueError(f"run_dir: {run_dir} does not exist; train a run there first")
+    if not run_dir.is_dir():
+        raise ValueError(f"run_dir: {run_dir} is not a directory")
     path = run_dir / RUN_JSON
     if not path.exists():
         raise ValueError(f"run_dir {str(run_dir)!r} has no {RUN_JSON}; train a run there first")
-    info = _runio.read_json(path)
+    info = read_run_json(run_dir)
     config = TrainConfig.from_dict(info["config"])
-    if info.get("status") != "completed" or not (run_dir / WEIGHTS).exists():
-        extra = f" at epoch {info.get('diverged_epoch')}" if info.get("status") == "diverged" else ""
-        raise ValueError(f"run in {str(run_dir)!r} is {info.get('status')!r}{extra}, not 'completed'; "
-                         f"rerun dnn.train with its config to finish it")
+    status = info.get("status")
+    if status != "completed":
+        extra = f" at epoch {info.get('diverged_epoch')}" if status == "diverged" else ""
+        fix = ("it cannot be measured; train a new run with a smaller lr" if status == "diverged"
+               else "rerun the same train command to finish it")
+        raise ValueError(f"run in {str(run_dir)!r} is {status!r}{extra}, not 'completed'; {fix}")
+    weights = run_dir / WEIGHTS
+    if not _weights_readable(weights):
+        state = "is missing" if not weights.exists() else "is unreadable (truncated or corrupt)"
+        raise _runio.RunFileError(weights, f"the run is 'completed' but its final weights {state}",
+                                  f"rerun the same train command to restore them from {CHECKPOINT}")
     keras = import_keras()
     net, _ = _build(config, keras, for_training=False)
-    net.load_weights(str(run_dir / WEIGHTS))
+    try:
+        net.load_weights(str(weights))
+    except (OSError, ValueError, KeyError) as exc:
+        raise _runio.RunFileError(weights, f"cannot load the final weights ({type(exc).__name__}: "
+                                  f"{exc})", f"delete it and rerun the same train command to "
+                                  f"restore it from {CHECKPOINT}") from None
     data = _prepare_data(config)
     return LoadedRun(config, net, (data.x_train, data.y_train), (data.x_test, data.y_test))

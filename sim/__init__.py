@@ -7,7 +7,9 @@ Four parts kept apart (style.md): problems (:mod:`sim.problems`), steppers
 :class:`SimulationResult`.  The leading array axis is always chains.
 """
 
-from .driver import METHODS, make_stepper, simulate
+from .budget import DEFAULT_MAX_STEPS, BudgetError
+from . import budget
+from .driver import METHODS, make_stepper, simulate, simulation_memory
 from .noise import NORMALS, NormalSource
 from .ou import exact_ou, ou_transition_cov
 from .problems import GaussianQuadratic, LeastSquares, misaligned_problem
@@ -26,6 +28,9 @@ from .stats import ChainRecorder, across_chain_se, batch_means_se, effective_sam
 
 __all__ = [
     "simulate",
+    "BudgetError",
+    "DEFAULT_MAX_STEPS",
+    "simulation_memory",
     "SimulationResult",
     "make_stepper",
     "METHODS",

@@ -12,6 +12,8 @@ triangular BLAS product (F is the Cholesky factor when Q is positive definite).
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -73,7 +75,11 @@ class LinearGaussian:
     def relaxation_steps(self) -> float:
         """τ = −1/log max_i a_i²: steps per e-fold of the second moments' slowest mode."""
         rho = float(np.max(self.a ** 2))
-        return 0.0 if rho == 0.0 else -1.0 / np.log(rho)
+        if rho <= 0.0:
+            return 0.0
+        # ρ rounds to 1 when η·h is below ~1e-16: the relaxation is then infinitely slow
+        # in floating point (and log(1) = 0 would divide by zero).
+        return math.inf if rho >= 1.0 else -1.0 / math.log(rho)
 
     def init(self, source, x0: np.ndarray):
         """State: the (n_chains, d) array of eigenbasis coordinates."""

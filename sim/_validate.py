@@ -12,10 +12,10 @@ import numbers
 
 import numpy as np
 
-from theory._validate import check_psd, finite_array
+from theory._validate import check_psd, finite_array, flag
 from theory._validate import square_symmetric as symmetric
 
-__all__ = ["check_psd", "finite_array", "symmetric"]  # re-exported for sim's modules
+__all__ = ["check_psd", "finite_array", "flag", "symmetric"]  # re-exported for sim's modules
 
 
 def spd_eigh(a: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:

@@ -19,7 +19,10 @@ import time
 
 import numpy as np
 
+from theory import StabilityError
+
 from . import _validate as v
+from . import budget as _budget
 from ._linear import PRECISIONS, LinearGaussian, noise_factor_matrix
 from ._run import Shard, run_shards
 from .noise import NORMALS, NormalSource
@@ -31,7 +34,7 @@ from .sgd import MinibatchSGD, gaussian_sgd
 from .result import SimulationResult, collect
 from .stats import ChainRecorder, observable_weights
 
-__all__ = ["METHODS", "SimulationResult", "make_stepper", "simulate"]
+__all__ = ["METHODS", "SimulationResult", "make_stepper", "simulate", "simulation_memory"]
 
 METHODS = ("sgd", "em", "ou")
 # e^{-20} ≈ 2e-9: what is left of the start's mismatch in the second moments.
@@ -64,6 +67,14 @@ def make_stepper(problem, method, *, lr, batch_size, sampler="with_replacement",
                          f"LeastSquares problem; got method {method!r} on "
                          f"{type(problem).__name__}")
     c = sampler_noise_factor(sampler, s, problem.n_data)
+    if method == "em" and step is None and h * problem.eigvals[-1] >= 2:
+        # Word it in the caller's terms: without ``step`` the EM time step is lr itself,
+        # and a command-line user has no "step" to blame.
+        raise StabilityError(f"lr is unstable for method 'em', whose time step is lr: "
+                             f"lr*h_max = {h * problem.eigvals[-1]:.4g} >= 2 (lr={lr:g}, "
+                             f"largest Hessian eigenvalue {problem.eigvals[-1]:.4g}); use "
+                             f"lr < {2 / problem.eigvals[-1]:.4g}, or method 'ou' (exact, "
+                             "stable for any lr)")
     if method == "em":
         return euler_maruyama(problem, lr, c, h)
     if method == "ou":
@@ -76,7 +87,8 @@ def make_stepper(problem, method, *, lr, batch_size, sampler="with_replacement",
 def simulate(problem, method, *, lr, batch_size, n_chains, n_steps, rng,
              sampler="with_replacement", step=None, burn_in=None, record_every=1,
              covariance_every=None, record_covariance=None, normals="box_muller",
-             precision="float64", n_workers=None, progress=False) -> SimulationResult:
+             precision="float64", n_workers=None, progress=False,
+             max_steps=_budget.DEFAULT_MAX_STEPS, max_memory="auto") -> SimulationResult:
     r"""Simulate many chains to stationarity and return the stationary statistics.
 
     Methods (time t = kη throughout):
@@ -132,6 +144,13 @@ def simulate(problem, method, *, lr, batch_size, n_chains, n_steps, rng,
         Threads; default the available cores.  Does not change the numbers.
     progress : bool
         Show a tqdm progress bar.
+    max_steps : int or None
+        Refuse (:class:`sim.BudgetError`) if burn-in + n_steps exceeds this many steps
+        per chain; default ``sim.budget.DEFAULT_MAX_STEPS`` = 10⁷.  None: no limit.
+    max_memory : int, str, "auto" or None
+        Refuse if the estimated peak memory (:func:`sim.budget.estimate_memory`)
+        exceeds this many bytes (an int, or text such as ``"4GiB"``); ``"auto"``:
+        half of the available memory.  None: no limit.
 
     Returns
     -------
@@ -142,6 +161,11 @@ def simulate(problem, method, *, lr, batch_size, n_chains, n_steps, rng,
     ValueError
         Bad problem, method, sampler, lr, batch_size, n_chains, n_steps, step,
         burn_in, record_every or rng.
+    TypeError
+        ``progress`` or ``record_covariance`` is not a bool.
+    sim.BudgetError
+        The run would exceed ``max_steps`` or ``max_memory`` (a ValueError); the
+        message gives the steps per chain, the total work and the memory.
     theory.StabilityError
         η·h_max >= 2 (sgd), h·h_max >= 2 (em), or no stationary second moment
         (least squares).
@@ -168,12 +192,25 @@ def simulate(problem, method, *, lr, batch_size, n_chains, n_steps, rng,
     n_chains = v.integer(n_chains, "n_chains", minimum=2)
     n_steps = v.integer(n_steps, "n_steps", minimum=1)
     record_every = v.integer(record_every, "record_every", minimum=1, maximum=n_steps)
-    tau = stepper.relaxation_steps()
-    burn_in = (math.ceil(BURN_IN_RELAXATIONS * tau) if burn_in is None
-               else v.integer(burn_in, "burn_in", minimum=0))
+    progress = v.flag(progress, "progress")
+    if record_covariance is not None:
+        record_covariance = v.flag(record_covariance, "record_covariance")
+    max_steps = (None if max_steps is None
+                 else v.integer(max_steps, "max_steps", minimum=1))
+    max_memory = (None if max_memory is None else _budget.default_max_memory()
+                  if isinstance(max_memory, str) and max_memory == "auto"
+                  else _budget.parse_bytes(max_memory, "max_memory"))
+    tau = float(stepper.relaxation_steps())
+    # Kept as a float until checked: a tiny lr makes τ astronomically large (or inf),
+    # and math.ceil of that would overflow or plan a run of years.
+    burn_in_f = (BURN_IN_RELAXATIONS * tau if burn_in is None
+                 else float(v.integer(burn_in, "burn_in", minimum=0)))
     d = problem.dim
     if record_covariance is None:
         record_covariance = n_chains * d * d <= _MAX_COV_ELEMENTS
+    _check_budget(problem, stepper, method, lr, n_chains, n_steps, burn_in_f, tau,
+                  burn_in is None, record_covariance, max_steps, max_memory)
+    burn_in = math.ceil(burn_in_f)
     cov_every = 0
     if record_covariance:
         cov_every = (max(1, int(tau // 4), d) if covariance_every is None
@@ -199,6 +236,56 @@ def simulate(problem, method, *, lr, batch_size, n_chains, n_steps, rng,
     return collect(problem, [s.recorder for s in shards], settings)
 
 
+def simulation_memory(n_chains, dim, *, n_data=0, precision="float64", record_covariance=None):
+    """Estimated peak bytes of :func:`simulate` (see :func:`sim.budget.estimate_memory`).
+
+    Cheap (no allocation), so callers can check a configuration before building its
+    problem; ``record_covariance=None`` applies :func:`simulate`'s default.
+    """
+    n_chains = v.integer(n_chains, "n_chains", minimum=1)
+    dim = v.integer(dim, "dim", minimum=1)
+    v.choice(precision, "precision", PRECISIONS)
+    if record_covariance is None:
+        record_covariance = n_chains * dim * dim <= _MAX_COV_ELEMENTS
+    _, sizes = _shard_sizes(n_chains, dim)
+    return _budget.estimate_memory(n_chains, dim, record_covariance=record_covariance,
+                                   block=_block(max(sizes), dim), n_data=int(n_data or 0),
+                                   itemsize=np.dtype(precision).itemsize)
+
+
+def _check_budget(problem, stepper, method, lr, n_chains, n_steps, burn_in, tau, auto_burn_in,
+                  record_covariance, max_steps, max_memory):
+    """Refuse runs over the step or memory limit before allocating anything large."""
+    d = problem.dim
+    memory = simulation_memory(n_chains, d, n_data=getattr(problem, "n_data", None) or 0,
+                               precision=str(np.dtype(getattr(stepper, "dtype", "float64"))),
+                               record_covariance=record_covariance)
+    detail = hint = ""
+    if auto_burn_in:
+        detail = (f" (burn-in {burn_in:.3g} = {BURN_IN_RELAXATIONS:g} relaxation times of "
+                  f"{tau:.3g} steps, + n_steps={n_steps})")
+        if burn_in > n_steps:
+            h_min = float(problem.eigvals[0])
+            hint = (f"the relaxation time grows like 1/(lr*h_min) (lr={lr:g}, smallest Hessian "
+                    f"eigenvalue {h_min:.3g}), so use a larger lr (or, from Python, "
+                    + ("a larger step or " if method != "sgd" else "")
+                    + "a shorter burn_in)")
+    _budget.check_budget(steps_per_chain=burn_in + n_steps, n_chains=n_chains, dim=d,
+                         memory=memory, max_steps=max_steps, max_memory=max_memory,
+                         steps_detail=detail, steps_hint=hint)
+
+
+def _shard_sizes(n_chains, d):
+    per_shard = max(SHARD_CHAINS, -(-_SHARD_ELEMENTS // d))
+    n_shards = -(-n_chains // per_shard)
+    base, extra = divmod(n_chains, n_shards)    # the sizes np.array_split gives
+    return per_shard, [base + 1] * extra + [base] * (n_shards - extra)
+
+
+def _block(max_size, d):
+    return int(np.clip(_BLOCK_ELEMENTS // (max_size * d), 4, 512))
+
+
 def _available_cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
@@ -212,9 +299,8 @@ def _shards(problem, stepper, lr, n_chains, gen, normals, recorder):
     # Start: the continuous stationary law N(0, η c_S Γ̃), Γ̃_ij = Σ̃_ij/(h_i + h_j).
     start, _ = noise_factor_matrix(lr * stepper.noise_factor
                                    * problem.grad_cov_eig / (h[:, None] + h[None, :]))
-    per_shard = max(SHARD_CHAINS, -(-_SHARD_ELEMENTS // d))
-    sizes = [len(a) for a in np.array_split(np.arange(n_chains), -(-n_chains // per_shard))]
-    block = int(np.clip(_BLOCK_ELEMENTS // (max(sizes) * d), 4, 512))
+    _, sizes = _shard_sizes(n_chains, d)
+    block = _block(max(sizes), d)
     weights = observable_weights(h)
     shards = []
     for c in sizes:

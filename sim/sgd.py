@@ -8,6 +8,8 @@ r"""SGD steppers: θ ← θ − η ĝ(θ), vectorised over chains, in H's eigenb
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -113,7 +115,11 @@ class MinibatchSGD:
 
     def relaxation_steps(self) -> float:
         """τ = −1/log ρ(T): steps per e-fold of the slowest second-moment mode."""
-        return 0.0 if self._rho <= 0 else -1.0 / np.log(self._rho)
+        if self._rho <= 0.0:
+            return 0.0
+        # ρ rounds to 1 when η·h is below ~1e-16: the relaxation is then infinitely slow
+        # in floating point (and log(1) = 0 would divide by zero).
+        return math.inf if self._rho >= 1.0 else -1.0 / math.log(self._rho)
 
     def init(self, source, x0):
         """State: (eigenbasis coordinates (n_chains, d), sampler state)."""

@@ -18,14 +18,30 @@ def run_cli(*args):
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("quick")
-    proc = run_cli("quick", "--quiet", "--out", str(out))
+    proc = run_cli("quick", "--out", str(out))       # with its progress bar (on stderr)
     return proc, out
+
+
+def test_quick_progress_bar_ends_its_own_line(quick_run):
+    # A bar left without its newline puts the first result line on the bar's line
+    # when stdout and stderr share a terminal.
+    proc, _ = quick_run
+    assert "quick: 100%" in proc.stderr and proc.stderr.endswith("\n")
+
+
+def test_simulate_default_step_limit_is_sims():
+    import sim
+    from validation import cmd_simulate
+
+    assert cmd_simulate.DEFAULT_MAX_STEPS == sim.DEFAULT_MAX_STEPS
 
 
 def test_quick_exits_zero_and_writes_its_files(quick_run):
     proc, out = quick_run
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stderr == ""                     # --quiet: no progress bars
+    # Without --quiet stderr holds the progress bar and nothing else (no warnings).
+    assert all(not line.strip() or line.startswith("quick:")
+               for line in proc.stderr.replace("\r", "\n").splitlines()), proc.stderr
     data = json.loads((out / "quick.json").read_text())
     names = [c["name"] for c in data["cases"]]
     assert names == ["aligned", "misaligned", "large-lr", "lsq-replacement", "lsq-no-replacement"]
@@ -65,6 +81,7 @@ def test_quick_imports_no_deep_learning_framework(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "[]"
+    assert proc.stderr == ""                     # --quiet: no progress bars
 
 
 @pytest.mark.parametrize("args, message", [

@@ -44,6 +44,26 @@ def test_tiny_train_then_estimate_from_the_cli(tmp_path):
     proc = cli("train", *TINY, "--loss", "xent", "--out", str(tmp_path), "--quiet")
     assert proc.returncode == 0 and json.loads((run_dir / "history.json").read_text())["epochs"] == hist
 
+    # A saturated network (the cheap stand-in for an under-trained ResNet-56 whose
+    # inference-mode logits are huge): every per-example gradient vanishes, and the
+    # estimate is flagged and exits 1 instead of posing as a measurement of 0.0.
+    # The run trained with xent, whose gradient on a confidently wrong example is not 0;
+    # the paper's clipped kld (the default loss) is the one that flattens both ways.
+    import h5py
+
+    run["config"]["loss"] = "kld"
+    (run_dir / "run.json").write_text(json.dumps(run))
+    with h5py.File(run_dir / "final.weights.h5", "r+") as f:
+        kernel = f["layers/dense/vars/0"]
+        kernel[...] = kernel[...] * 1e5
+    proc = cli("estimate", str(run_dir), "--examples", "96", "--batch-size", "32", "--quiet")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert len(proc.stderr.strip().splitlines()) == 1 and "degenerate estimate" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    est = json.loads((run_dir / "estimates.json").read_text())
+    assert est["degenerate"] is True and est["n_zero_grad"] == 96
+    assert "96 of 96 examples" in est["degenerate_reason"]
+
 
 @pytest.mark.parametrize("args, message", [
     (["train", *TINY, "--loss", "hinge"], "loss"),

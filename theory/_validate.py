@@ -24,6 +24,17 @@ class StabilityError(ValueError):
     """No stationary law exists: the linear recursion or ODE is unstable."""
 
 
+def flag(value, name: str) -> bool:
+    """A real ``bool`` (numpy's ``bool_`` too).
+
+    Strings and integers are refused rather than coerced: ``bool("False")`` is True,
+    so ``replacement="False"`` would silently select the opposite formula.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(f"{name} must be True or False; got {value!r} ({type(value).__name__})")
+
+
 def finite_array(value, name: str, *, ndim: int | None = None) -> np.ndarray:
     try:
         raw = np.asarray(value)

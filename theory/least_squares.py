@@ -135,6 +135,7 @@ def least_squares_stationary(X, y, lr, batch_size, *, replacement=True):
     >>> bool(np.allclose(H @ C + C @ H - e * H @ C @ H, rhs))
     True
     """
+    replacement = v.flag(replacement, "replacement")
     m = least_squares_moments(X, y)
     x, hess, sigma, theta_star, resid = m.X, m.hessian, m.grad_cov, m.minimizer, m.residuals
     n, d = x.shape

@@ -37,6 +37,8 @@ def noise_factor(batch_size, n_data=None, replacement=True):
     ------
     ValueError
         If S < 1, S is not an integer, S > N, or N = 1 without replacement.
+    TypeError
+        If ``replacement`` is not a bool (the string ``"False"`` would be truthy).
 
     References
     ----------
@@ -49,6 +51,7 @@ def noise_factor(batch_size, n_data=None, replacement=True):
     >>> noise_factor(3, n_data=6)
     0.3333333333333333
     """
+    replacement = v.flag(replacement, "replacement")
     s, n = v.batch_and_data(batch_size, n_data)
     if replacement or n is None:
         out = 1.0 / s

@@ -25,6 +25,8 @@ __all__ = [
 
 def _setup(hessian, grad_cov, lr, batch_size, n_data, replacement, discrete):
     """Validate once; return (Σ, h, U, η, c_S, d_i) with d_i the eigen-denominator factor."""
+    discrete = v.flag(discrete, "discrete")
+    replacement = v.flag(replacement, "replacement")
     _, s_mat, h, u = v.hessian_and_grad_cov(hessian, grad_cov)
     lr = v.scalar_lr(lr)
     c = noise_factor(batch_size, n_data, replacement)

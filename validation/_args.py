@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import math
 
-__all__ = ["UsageError", "positive_int", "nonnegative_int", "finite_float", "csv_list"]
+__all__ = ["UsageError", "positive_int", "nonnegative_int", "finite_float", "csv_list",
+           "byte_size", "step_limit"]
 
 
 class UsageError(ValueError):
@@ -58,3 +59,39 @@ def csv_list(convert, name):
             raise argparse.ArgumentTypeError(f"{name}: {exc}") from None
 
     return parse
+
+
+def byte_size(text):
+    """A memory size such as ``4GiB``, ``512MB`` or ``1000000`` (argparse type).
+
+    ``auto``: the library default (half of the available memory); ``none``: no limit.
+    """
+    if str(text).strip().lower() in ("none", "inf", "unlimited"):
+        return None
+    if str(text).strip().lower() == "auto":
+        return "auto"
+    from sim.budget import parse_bytes
+
+    try:
+        return parse_bytes(text, "value")
+    except (TypeError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace("value must be", "expected")) from None
+
+
+def step_limit(text):
+    """A step count >= 1 (``1e8`` allowed when integral) or ``none`` for no limit (argparse type)."""
+    if str(text).strip().lower() in ("none", "inf", "unlimited"):
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        try:
+            f = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer or 'none', got {text!r}") from None
+        if not (math.isfinite(f) and f.is_integer()):
+            raise argparse.ArgumentTypeError(f"expected an integer or 'none', got {text!r}")
+        value = int(f)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1 or 'none', got {text!r}")
+    return value

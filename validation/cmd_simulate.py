@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from ._args import finite_float, nonnegative_int, positive_int
+from ._args import byte_size, finite_float, nonnegative_int, positive_int, step_limit
 
 HELP = "one synthetic simulation with chosen options"
+
+# Literal copy of sim.DEFAULT_MAX_STEPS: importing sim here would slow every command's
+# start-up (tests/test_cli.py checks they agree).
+DEFAULT_MAX_STEPS = 10_000_000
 
 
 def add_arguments(p):
@@ -26,6 +30,12 @@ def add_arguments(p):
                    help="float64 | float32 (faster; Gaussian-noise methods only)")
     p.add_argument("--out", default="results/simulate")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--max-steps", type=step_limit, default=DEFAULT_MAX_STEPS,
+                   help="refuse runs needing more steps per chain, burn-in included "
+                        f"(default {DEFAULT_MAX_STEPS:.0e}; 'none': no limit)")
+    p.add_argument("--max-memory", type=byte_size, default="auto",
+                   help="refuse runs needing more memory, e.g. 4GiB (default: half of the "
+                        "available memory; 'none': no limit)")
 
 
 def run(args) -> int:
@@ -35,5 +45,6 @@ def run(args) -> int:
                          method=args.method, sampler=args.sampler, problem=args.problem,
                          misalignment=args.misalignment, n_data=args.n_data,
                          chains=args.chains, steps=args.steps, seed=args.seed,
-                         precision=args.precision, out=args.out, quiet=args.quiet)
+                         precision=args.precision, out=args.out, quiet=args.quiet,
+                         max_steps=args.max_steps, max_memory=args.max_memory)
     return run_simulate(cfg)

@@ -36,7 +36,9 @@ def add_arguments(p):
 
 def run(args) -> int:
     import dnn
+    from dnn._runio import check_output_dir
 
+    check_output_dir(args.out, "out")        # before any import of keras or data
     dnn.set_backend(args.backend)
     try:
         milestones = tuple(int(m) for m in args.milestones.split(",") if m.strip())

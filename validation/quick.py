@@ -16,13 +16,15 @@ exits 1 if a required prediction misses (|z| >= 4) or a must-reject one agrees.
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 
 import sim
 import theory
+
+from dnn._runio import check_output_dir
 
 from ._io import atomic_write_json, atomic_write_text, save_figure, synthetic_provenance
 
@@ -39,8 +41,13 @@ class QuickConfig:
     quiet: bool = False          # no progress bars
 
     def __post_init__(self):
-        if not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) \
+                or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer; got {self.seed!r}")
+        if not isinstance(self.quiet, bool):
+            raise TypeError(f"quiet must be True or False; got {self.quiet!r}")
+        if not isinstance(self.out, (str, os.PathLike)):
+            raise TypeError(f"out must be a path; got {self.out!r}")
 
 
 @dataclass(frozen=True)
@@ -202,10 +209,16 @@ def quick_results(cfg: QuickConfig) -> dict:
     from tqdm.auto import tqdm
 
     cases = []
-    for i, case in enumerate(tqdm(QUICK_CASES, desc="quick", disable=cfg.quiet, leave=False)):
-        cases.append(_run_case(case, cfg.seed + 1000 * i, progress=False))
-    return {"cases": cases, "sweep": _sweep(cfg.seed + 10_000, progress=False),
-            "z_max": Z_MAX, "passed": all(c["passed"] for c in cases)}
+    # leave=True: the finished bar keeps its own line (ends with a newline), so the
+    # table printed next does not start on the bar's line.
+    with tqdm(total=len(QUICK_CASES) + 1, desc="quick", disable=cfg.quiet, leave=True) as bar:
+        for i, case in enumerate(QUICK_CASES):
+            cases.append(_run_case(case, cfg.seed + 1000 * i, progress=False))
+            bar.update()
+        sweep = _sweep(cfg.seed + 10_000, progress=False)
+        bar.update()
+    return {"cases": cases, "sweep": sweep, "z_max": Z_MAX,
+            "passed": all(c["passed"] for c in cases)}
 
 
 def markdown_table(results: dict) -> str:
@@ -255,9 +268,9 @@ def figure(results: dict):
 
 def run_quick(cfg: QuickConfig) -> int:
     """Run the suite, print the table, write quick.json / quick.md / quick.png; 0 iff passed."""
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)   # fail on a bad --out before the work, not after
+    out = check_output_dir(cfg.out, "out")   # a bad --out fails before the work, not after
     results = quick_results(cfg)
+    out.mkdir(parents=True, exist_ok=True)   # only now: a failed run leaves no empty folder
     table = markdown_table(results)
     atomic_write_json(out / "quick.json", {**results,
                                            "provenance": synthetic_provenance(asdict(cfg), {"seed": cfg.seed})})

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import math
+import numbers
+import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 
 import sim
 import theory
+
+from dnn._runio import check_output_dir
 
 from ._io import atomic_write_json, atomic_write_text, synthetic_provenance
 
@@ -35,32 +39,67 @@ class SimulateConfig:
     precision: str = "float64"    # float32: ~1.5x faster Gaussian-noise methods
     out: str = "results/simulate"
     quiet: bool = False
+    max_steps: int | None = sim.DEFAULT_MAX_STEPS  # burn-in + steps per chain; None: no limit
+    max_memory: int | str | None = "auto"          # bytes or "4GiB"; "auto": half of free memory
 
     def __post_init__(self):
-        for name in ("dim", "batch_size", "chains", "steps", "n_data"):
+        for name in ("dim", "batch_size", "steps", "n_data"):
+            _integer(self, name, 1)
+        _integer(self, "chains", 2)       # across-chain standard errors need two
+        _integer(self, "seed", 0)
+        if not isinstance(self.quiet, bool):
+            raise TypeError(f"quiet must be True or False; got {self.quiet!r}")
+        for name in ("lr", "misalignment"):
             value = getattr(self, name)
-            if value < 1:
-                raise ValueError(f"{name} must be >= 1; got {value}")
-        if self.seed < 0:
-            raise ValueError(f"seed must be >= 0; got {self.seed}")
-        if not (np.isfinite(self.lr) and self.lr > 0):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise TypeError(f"{name} must be a number; got {value!r}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be > 0; got {self.lr}")
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {', '.join(METHODS)}; got {self.method!r}")
-        if self.sampler not in SAMPLERS:
-            raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}; got {self.sampler!r}")
-        if self.precision not in ("float64", "float32"):
-            raise ValueError(f"precision must be float64 or float32; got {self.precision!r}")
-        if self.problem not in PROBLEMS:
-            raise ValueError(f"problem must be one of {', '.join(PROBLEMS)}; got {self.problem!r}")
+        for name, options in (("method", METHODS), ("sampler", SAMPLERS),
+                              ("precision", ("float64", "float32")), ("problem", PROBLEMS)):
+            value = getattr(self, name)
+            if value not in options:
+                joined = ", ".join(options) if name != "precision" else " or ".join(options)
+                raise ValueError(f"{name} must be {'one of ' if name != 'precision' else ''}"
+                                 f"{joined}; got {value!r}")
         if not 0.0 <= self.misalignment <= 1.0:
             raise ValueError(f"misalignment must be in [0, 1]; got {self.misalignment}")
         if self.batch_size > self.n_data:
             raise ValueError(f"batch_size must be <= n_data; got batch_size={self.batch_size} "
                              f"> n_data={self.n_data}")
+        if self.problem == "least-squares" and self.dim > self.n_data:
+            raise ValueError(f"dim must be <= n_data for a least-squares problem (the n_data x "
+                             f"dim design needs full column rank); got dim={self.dim} > "
+                             f"n_data={self.n_data}")
+        if self.sampler == "epoch_shuffle" and self.problem != "least-squares":
+            raise ValueError("sampler 'epoch_shuffle' needs real minibatches: problem "
+                             f"'least-squares' (with method 'sgd'); got problem {self.problem!r}")
         if self.problem == "least-squares" and self.method != "sgd":
             raise ValueError(f"method {self.method!r} needs a gaussian problem; least squares "
                              "is simulated with real minibatches (method sgd)")
+        if self.max_steps is not None:
+            _integer(self, "max_steps", 1)
+        if self.max_memory is not None and self.max_memory != "auto":
+            sim.budget.parse_bytes(self.max_memory, "max_memory")
+        if not isinstance(self.out, (str, os.PathLike)):
+            raise TypeError(f"out must be a path; got {self.out!r}")
+
+    @property
+    def memory_limit(self) -> int | None:
+        """max_memory in bytes (None: no limit)."""
+        if self.max_memory is None:
+            return None
+        if self.max_memory == "auto":
+            return sim.budget.default_max_memory()
+        return sim.budget.parse_bytes(self.max_memory, "max_memory")
+
+
+def _integer(cfg, name, low):
+    value = getattr(cfg, name)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer; got {value!r}")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}; got {value}")
 
 
 def _problem(cfg: SimulateConfig):
@@ -74,7 +113,21 @@ def _problem(cfg: SimulateConfig):
 
 
 def simulate_result(cfg: SimulateConfig) -> dict:
-    """Run the simulation; return simulated moments and every applicable prediction."""
+    """Run the simulation; return simulated moments and every applicable prediction.
+
+    Raises
+    ------
+    sim.BudgetError
+        Over ``cfg.max_steps`` or ``cfg.max_memory``, checked before anything large is
+        built (memory: before the d × d problem; steps: once the relaxation time is known).
+    """
+    # Memory first: the problem alone holds several d x d matrices, so a huge dim
+    # must be refused before it is built.
+    n_data = cfg.n_data if cfg.problem == "least-squares" else 0
+    memory = sim.simulation_memory(cfg.chains, cfg.dim, n_data=n_data, precision=cfg.precision)
+    sim.budget.check_budget(steps_per_chain=cfg.steps, n_chains=cfg.chains, dim=cfg.dim,
+                            memory=memory, max_steps=cfg.max_steps, max_memory=cfg.memory_limit,
+                            burn_in_known=False)
     problem = _problem(cfg)
     h, s = problem.hessian, problem.grad_cov
     replacement = cfg.sampler == "with_replacement"
@@ -85,7 +138,8 @@ def simulate_result(cfg: SimulateConfig) -> dict:
         theory.sgd_covariance(h, s, cfg.lr, cfg.batch_size, discrete=True, **kw)
     res = sim.simulate(problem, cfg.method, lr=cfg.lr, batch_size=cfg.batch_size,
                        n_chains=cfg.chains, n_steps=cfg.steps, sampler=cfg.sampler,
-                       rng=cfg.seed + 1, precision=cfg.precision, progress=not cfg.quiet)
+                       rng=cfg.seed + 1, precision=cfg.precision, progress=not cfg.quiet,
+                       max_steps=cfg.max_steps, max_memory=cfg.memory_limit)
     preds = {
         "wang": theory.expected_loss_wang(np.trace(s), cfg.lr, cfg.batch_size, **kw),
         "jastrzebski": theory.expected_loss_jastrzebski(np.trace(h), cfg.lr, cfg.batch_size, **kw),
@@ -118,9 +172,9 @@ def simulate_result(cfg: SimulateConfig) -> dict:
 
 
 def run_simulate(cfg: SimulateConfig) -> int:
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)   # fail on a bad --out before the work, not after
+    out = check_output_dir(cfg.out, "out")   # a bad --out fails before the work, not after
     result = simulate_result(cfg)
+    out.mkdir(parents=True, exist_ok=True)   # only now: a failed run leaves no empty folder
     atomic_write_json(out / "simulate.json", {"result": result, "provenance":
                       synthetic_provenance(asdict(cfg), {"seed": cfg.seed})})
     preds = " | ".join(f"{k} {p['value']:.4g} (z={p['z']:+.1f})"

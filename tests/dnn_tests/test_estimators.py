@@ -502,3 +502,44 @@ def test_hutchinson_is_unbiased_for_a_partial_pass_with_unequal_batches():
         outcomes.add(round(est.mean, 12))
     assert len(outcomes) == 2
     assert np.mean(sorted(outcomes)) == pytest.approx(truth, rel=1e-12)
+
+
+def test_two_batch_negative_estimate_is_flagged_and_warned():
+    # ||G_small||^2 < ||G_big||^2 in every pair: the tr Sigma estimate is negative, which
+    # the true value never is (sampling noise when B_s||G_s||^2 ~ B_b||G_b||^2).
+    with pytest.warns(RuntimeWarning, match="negative estimate"):
+        r = two_batch_noise([1.0, 1.1, 0.9], [1.2, 1.3, 1.0], 2, 8)
+    assert r.trace_cov < 0 and r.negative and not r.reliable
+    assert r.as_dict()["reliable"] is False
+    ok = two_batch_noise(1.0 + 4.0 / 2, 1.0 + 4.0 / 8, 2, 8)
+    assert not ok.negative and ok.reliable
+
+
+def test_saturated_model_is_a_degenerate_estimate():
+    """A cheap stand-in for an under-trained ResNet-56 in inference mode: logits so large
+    that every example is saturated under the clipped kld loss, so all gradients vanish.
+    The reference is independent of measure: softmax of the model's own logits, where a
+    probability of exactly 1 or below the 1e-7 clip gives a zero gradient."""
+    import keras
+
+    import dnn
+    from dnn.measure import measure
+
+    model = dnn.resnet(8, width=4, seed=0)
+    dense = [v for v in model.trainable_variables if v.path.startswith("logits") and "kernel" in v.path][0]
+    dense.assign(np.asarray(dense.value) * 1e5)
+    x, y = dnn.synthetic_cifar(24, seed=0)
+    x = ((x - x.mean()) / x.std()).astype(np.float32)
+    p = np.asarray(keras.ops.softmax(model(x, training=False)))
+    p_true = p[np.arange(len(y)), y]
+    assert np.all((p_true == 1.0) | (p_true < 1e-7))            # saturated, by construction
+    with pytest.warns(RuntimeWarning, match="degenerate estimate"):
+        r = measure(model, x, y, loss="kld", batch_size=8, n_probes=3, power_iters=2)
+    assert r["n_zero_grad"] == 24 and r["degenerate"] is True
+    assert "24 of 24 examples" in r["degenerate_reason"]
+    assert r["grad_norm"] == 0.0 and r["trace_grad_cov"]["trace"] == 0.0
+
+
+def test_healthy_model_is_not_degenerate(measured):
+    assert measured["degenerate"] is False and measured["degenerate_reason"] is None
+    assert measured["n_zero_grad"] == 0

@@ -67,13 +67,19 @@ def test_lr_schedule_divides_at_milestones():
     ({"lr_decay": 0.0}, "lr_decay must be"),
     ({"l2": -1.0}, "l2 must be"),
     ({"seed": -1}, "seed must be"),
-    ({"augment": 1}, "augment must be"),
     ({"n_train": 60000}, "n_train must be"),
     ({"n_test": 0}, "n_test must be"),
 ])
 def test_bad_config_raises(kw, match):
     with pytest.raises(ValueError, match=match):
         TrainConfig(**{"batch_size": 128, "lr": 0.1, **kw})
+
+
+@pytest.mark.parametrize("value", [1, "False", None])
+def test_augment_must_be_a_real_bool(value):
+    # bool("False") is True: a string would silently turn augmentation on.
+    with pytest.raises(TypeError, match="augment must be True or False"):
+        TrainConfig(batch_size=128, lr=0.1, augment=value)
 
 
 def test_config_round_trips_through_json():
@@ -336,3 +342,56 @@ def test_tensorflow_backend_trains_in_subprocess(tmp_path):
     here = dnn.load_run(run_dir)
     np.testing.assert_allclose(to_numpy(here.model(here.x_test[:4], training=False)), tf_logits,
                                rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_completed_run_with_lost_weights_is_restored_from_its_checkpoint(reference_run, tmp_path):
+    """Deleted or truncated final weights: load_run names the file and says to rerun train,
+    and rerunning train rebuilds them from checkpoint.npz (no dead end); a stale temp file
+    of a killed write is removed when the folder is reopened."""
+    import shutil
+
+    from dnn._runio import RunFileError
+
+    config, run_dir, _ = reference_run
+    original = dnn.load_run(run_dir).model.get_weights()
+    run = tmp_path / "copy"
+    shutil.copytree(run_dir, run)
+    weights = run / "final.weights.h5"
+    for damage in ("delete", "truncate"):
+        if damage == "delete":
+            weights.unlink()
+        else:
+            weights.write_bytes(weights.read_bytes()[:1000])
+        with pytest.raises(RunFileError, match=f"{weights}: the run is 'completed' but its final "
+                                               "weights is (missing|unreadable).*rerun the same train"):
+            dnn.load_run(run)
+        (run / ".run.json.x1y2.tmp").write_text("{")
+        info = dnn.train(config, run, quiet=True)
+        assert info["status"] == "completed" and "weights_restored_from_checkpoint" in info
+        assert not list(run.glob(".*.tmp*"))
+        assert len(_history(run)) == config.epochs                 # nothing retrained
+        restored = dnn.load_run(run).model.get_weights()
+        assert all(np.array_equal(a, b) for a, b in zip(original, restored))
+
+
+def test_failed_data_load_leaves_no_run_folder(tmp_path, tiny_config):
+    from dnn.data import DataError
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "cifar-10-python.tar.gz").write_bytes(b"not an archive")
+    config = tiny_config(data="cifar10", data_dir=str(data))
+    with pytest.raises(DataError, match="MD5"):
+        dnn.train(config, tmp_path / "run", quiet=True)
+    assert not (tmp_path / "run").exists()
+
+
+def test_corrupt_run_json_is_named(tmp_path, tiny_config):
+    from dnn._runio import RunFileError
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text('{"config": ')
+    with pytest.raises(RunFileError, match="run.json: not valid JSON.*delete it and rerun"):
+        dnn.train(tiny_config(), run, quiet=True)
