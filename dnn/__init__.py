@@ -39,6 +39,16 @@ _EXPORTS = {
     "two_batch_noise": "estimators",
     "top_hessian_eigenvalue": "estimators",
     "stationary_phase": "stationary",
+    "load_digits": "digits",
+    "Digits": "digits",
+    "MLP": "mlp",
+    "MLPConfig": "mlp",
+    "find_minimum": "minimum",
+    "NotAMinimumError": "minimum",
+    "Minimum": "minimum",
+    "exact_quantities": "exact",
+    "run_sgd_chains": "chains",
+    "ChainStats": "chains",
 }
 
 __all__ = sorted(_EXPORTS)
