@@ -5,11 +5,13 @@ with the half squared error ℓ_i = ½(x_iᵀθ − y_i)², so that
 L(θ) = (1/2N)‖Xθ − y‖² exactly as in ``theory.least_squares_stationary``.
 The measurement goes through the same code path as the ResNet:
 ``dnn.stationary.sgd_stationary`` (BN-free here, but the same wrapper model,
-averaging optimizer, sampler and recorder) and
-``validation.stationary.summarize_stationary``.
+measuring optimizer, sampler and recorder) and
+``dnn.stationary.summarize_stationary``.
 
 Run as ``python quadratic_case.py BACKEND`` it prints the result as JSON, so
-the other Keras backend can be checked in a fresh process.
+the other Keras backend can be checked in a fresh process.  :func:`replay`
+repeats the same SGD in float64 numpy (same seed, same draws), an independent
+reference for the per-step ‖ĝ_k‖² the Keras optimizer records.
 """
 
 import json
@@ -33,6 +35,27 @@ def problem():
     return x.astype(np.float32), y.astype(np.float32)
 
 
+def replay(burn_in, steps):
+    """‖ĝ_k‖² of the recorded steps, and θ after them, by plain float64 numpy SGD.
+
+    Draws the minibatches exactly as ``dnn.stationary.sgd_stationary`` does (one
+    ``rng.integers(0, N, size=S)`` per step, burn-in included) from θ = 0.
+    """
+    import numpy as np
+
+    x, y = (a.astype(np.float64) for a in problem())
+    rng = np.random.default_rng(SEED)
+    theta = np.zeros(D)
+    sq = np.empty(steps)
+    for k in range(burn_in + steps):
+        idx = rng.integers(0, N, size=BATCH)
+        g = x[idx].T @ (x[idx] @ theta - y[idx]) / BATCH
+        if k >= burn_in:
+            sq[k - burn_in] = g @ g
+        theta = theta - LR * g
+    return sq, theta
+
+
 def run(backend=None):
     """Measure the stationary phase on the quadratic; returns a JSON-ready dict."""
     if backend is not None:
@@ -41,8 +64,7 @@ def run(backend=None):
 
     import theory
     from dnn.backend import import_keras
-    from dnn.stationary import SAMPLER, sgd_stationary
-    from validation.stationary import summarize_stationary
+    from dnn.stationary import SAMPLER, sgd_stationary, summarize_stationary
 
     keras = import_keras()
     ops = keras.ops
@@ -67,6 +89,12 @@ def run(backend=None):
         "backend": keras.backend.backend(),
         "status": phase["status"],
         "observed": summary["observed"],
+        "polyak": summary["polyak"],
+        "identity": summary["identity"],
+        "diagnostics": summary["diagnostics"],
+        "lr": LR,
+        "grad_sqnorm": phase["grad_sqnorm"],
+        "burn_in": phase["burn_in"],
         "stationary_check": summary["diagnostics"]["stationary"],
         "exact": exact.expected_excess_loss,
         "wang_continuous": float(theory.expected_loss_wang(np.trace(exact.grad_cov), LR,

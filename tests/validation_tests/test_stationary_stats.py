@@ -1,4 +1,9 @@
-"""Pure statistics of validation.stationary: batch means, observed excess, predictions, ratios."""
+"""Pure statistics of dnn.stationary: batch means, both observed estimates, checks, predictions.
+
+No keras here: the statistics are numpy functions of the phase's record, checked
+against closed forms (theory.md T1/T2), brute-force sums and simulated chains.
+The whole file runs in about 2 s.
+"""
 
 import math
 
@@ -7,15 +12,22 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from validation.stationary import (
+import theory
+from dnn.stationary import (
+    DRIFT_Z_MAX,
+    MIN_DRIFT_BLOCKS,
+    MIN_N_EFF,
     batch_means,
     discrete_correction,
     drift_check,
+    identity_ratio,
     measure_traces,
-    observed_excess_loss,
+    polyak_excess_loss,
     predict_excess_loss,
     ratio_with_se,
+    stationarity_check,
     summarize_stationary,
+    theta_free_excess_loss,
 )
 
 
@@ -27,6 +39,56 @@ def _ar1(phi, n, rng):
     for k in range(1, n):
         x[k] = phi * x[k - 1] + e[k]
     return x
+
+
+def _quadratic_sgd_phase(h, sigma, lr, batch, steps, n_blocks, seed, burn_in=300):
+    r"""SGD on L = ½θᵀHθ with ĝ = Hθ + ξ, ξ ~ N(0, Σ/S), recorded as ``sgd_stationary`` does.
+
+    Returns the phase record (per step ‖ĝ_k‖², (θ_k − a)·ĝ_k; per block (θ̄ − a)·G_b;
+    θ̄ the mean of the post-step iterates) and the brute-force mean of (θ_k − θ̄)·ĝ_k.
+    """
+    rng = np.random.default_rng(seed)
+    d = h.shape[0]
+    noise = rng.multivariate_normal(np.zeros(d), sigma / batch, size=burn_in + steps)
+    theta = np.zeros(d)
+    thetas, grads = [], []
+    for k in range(burn_in + steps):
+        g = h @ theta + noise[k]
+        if k >= burn_in:
+            thetas.append(theta)
+            grads.append(g)
+        theta = theta - lr * g
+    th, gr = np.array(thetas), np.array(grads)
+    post = np.vstack([th[1:], theta])              # θ_{k+1}: what the running mean averages
+    bar = post.mean(axis=0)
+    a = th[0]
+    m = steps // n_blocks
+    g_blocks = gr.reshape(n_blocks, m, d).sum(axis=1)
+    loss = 0.5 * np.einsum("ki,ij,kj->k", th, h, th)
+    phase = {"status": "completed", "lr": lr, "batch_size": batch, "n_blocks": n_blocks,
+             "steps": steps, "record_every": 1, "replacement": True,
+             "grad_sqnorm": np.sum(gr**2, axis=1).tolist(),
+             "anchored_dot": np.sum((th - a) * gr, axis=1).tolist(),
+             "block_offset_dot": (g_blocks @ (bar - a)).tolist(),
+             "sqdist_start": float(np.sum((a - bar) ** 2)),
+             "sqdist_end": float(np.sum((theta - bar) ** 2)),
+             "losses": loss.tolist(),
+             "loss_at_mean": float(0.5 * bar @ h @ bar),
+             "block_losses": [float(0.5 * b @ h @ b)
+                              for b in post.reshape(n_blocks, m, d).mean(axis=1)]}
+    brute = float(np.mean(np.sum((th - bar) * gr, axis=1)))
+    return phase, brute
+
+
+# theory.md T2: H and Σ do not commute; discrete E L − L* = 0.0082043 at η = 0.1, S = 10.
+T2_H = np.diag([1.0, 3.0])
+T2_SIGMA = np.array([[2.0, 1.0], [1.0, 1.0]])
+
+
+@pytest.fixture(scope="module")
+def t2_phase():
+    # 40 000 steps, slowest relaxation 1/(η h_min) = 10 steps: 2000-step blocks
+    return _quadratic_sgd_phase(T2_H, T2_SIGMA, 0.1, 10, 40_000, 20, seed=7)
 
 
 def test_batch_means_iid_se_matches_sd_over_sqrt_n():
@@ -76,9 +138,45 @@ def test_batch_means_mean_of_used_samples(xs, b):
     assert r.se >= 0
 
 
-def test_observed_excess_loss_arithmetic():
+def test_theta_free_arithmetic():
+    g = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]             # blocks (1,2), (3,4), (5,6)
+    r = theta_free_excess_loss(g, 0.2, n_blocks=3)
+    assert r.value == pytest.approx(0.05 * 3.5)
+    assert r.mean_grad_sqnorm == pytest.approx(3.5)
+    # batch means 1.5, 3.5, 5.5: sd 2, SE 2/sqrt(3), times η/4
+    assert r.se == pytest.approx(0.05 * 2 / math.sqrt(3))
+    assert (r.n_steps, r.n_blocks) == (6, 3)
+
+
+def test_theta_free_recovers_the_exact_discrete_law_without_theta_star(t2_phase):
+    phase, _ = t2_phase
+    exact = theory.expected_loss_discrete(T2_H, T2_SIGMA, 0.1, 10)
+    assert exact == pytest.approx(0.0082043, abs=1e-7)                  # theory.md T2
+    r = theta_free_excess_loss(phase["grad_sqnorm"], 0.1, n_blocks=20)
+    assert abs(r.value - exact) < 4 * r.se, (r.value, r.se, exact)
+    # and it resolves the discrete correction: the continuous 0.0075 is rejected
+    assert abs(r.value - 0.0075) > 4 * r.se
+    # per-step ‖ĝ‖² of this chain decorrelates within a few steps
+    assert r.n_eff > 1000 and r.tau_steps < 20
+
+
+def test_identity_ratio_is_one_and_equals_the_brute_force_sum(t2_phase):
+    phase, brute = t2_phase
+    r = identity_ratio(phase["grad_sqnorm"], phase["anchored_dot"], phase["block_offset_dot"],
+                       phase["lr"])
+    # the block decomposition reproduces mean_k (θ_k − θ̄)·ĝ_k computed directly
+    assert r.numerator == pytest.approx(brute, rel=1e-9)
+    assert r.denominator == pytest.approx(0.05 * np.mean(phase["grad_sqnorm"]), rel=1e-12)
+    assert abs(r.value - 1) < 4 * r.se and r.se > 0
+    # telescoping: r = 1 + (‖θ_0 − θ̄‖² − ‖θ_K − θ̄‖²)/(η² Σ‖ĝ_k‖²), exactly
+    telescoped = 1 + (phase["sqdist_start"] - phase["sqdist_end"]) / (
+        0.01 * np.sum(phase["grad_sqnorm"]))
+    assert r.value == pytest.approx(telescoped, rel=1e-9)
+
+
+def test_polyak_arithmetic():
     losses = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]       # blocks (1,2), (3,4), (5,6)
-    r = observed_excess_loss(losses, 0.5, [1.0, 1.5, 2.0])
+    r = polyak_excess_loss(losses, 0.5, [1.0, 1.5, 2.0])
     assert r.raw == pytest.approx(3.5 - 0.5)
     assert r.correction == pytest.approx((1.5 - 0.5) / 2)
     assert r.value == pytest.approx(3.5)
@@ -87,7 +185,7 @@ def test_observed_excess_loss_arithmetic():
     assert (r.n_records, r.n_blocks) == (6, 3)
 
 
-def test_observed_excess_loss_unbiased_for_a_quadratic_with_iid_iterates():
+def test_polyak_unbiased_for_a_quadratic_with_iid_iterates():
     # L(θ) = ½ θᵀHθ with θ ~ N(0, C) i.i.d.: E L − L(θ*) = ½ tr(HC); the raw estimate
     # is biased low by ½ tr(HC)/n, the corrected one is not.  Average over many repeats.
     rng = np.random.default_rng(3)
@@ -101,7 +199,7 @@ def test_observed_excess_loss_unbiased_for_a_quadratic_with_iid_iterates():
         loss = 0.5 * (th**2 @ h)
         blocks = th.reshape(b, n // b, 2).mean(axis=1)
         bar = blocks.mean(axis=0)
-        r = observed_excess_loss(loss, 0.5 * bar**2 @ h, 0.5 * (blocks**2 @ h))
+        r = polyak_excess_loss(loss, 0.5 * bar**2 @ h, 0.5 * (blocks**2 @ h))
         raw.append(r.raw)
         corr.append(r.value)
     se = np.std(corr) / math.sqrt(len(corr))
@@ -115,9 +213,22 @@ def test_observed_excess_loss_unbiased_for_a_quadratic_with_iid_iterates():
     (dict(losses=[1.0, np.nan, 1.0, 1.0], loss_at_mean=0.0, block_losses=[1.0, 2.0]), "finite"),
     (dict(losses=[1.0] * 4, loss_at_mean=np.inf, block_losses=[1.0, 2.0]), "loss_at_mean"),
 ])
-def test_observed_excess_loss_bad_inputs(kwargs, match):
+def test_polyak_bad_inputs(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        observed_excess_loss(**kwargs)
+        polyak_excess_loss(**kwargs)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: theta_free_excess_loss([1.0, -1.0, 1.0, 1.0], 0.1, 2), "grad_sqnorm must be >= 0"),
+    (lambda: theta_free_excess_loss([1.0] * 4, 0.0, 2), "lr"),
+    (lambda: theta_free_excess_loss([1.0] * 4, 0.1, 1), "n_batches"),
+    (lambda: theta_free_excess_loss([1.0, np.inf, 1.0, 1.0], 0.1, 2), "finite"),
+    (lambda: identity_ratio([1.0] * 4, [0.0] * 3, [0.0, 0.0], 0.1), "same multiple"),
+    (lambda: identity_ratio([1.0] * 4, [0.0] * 4, [0.0], 0.1), "at least 2 blocks"),
+])
+def test_theta_free_and_identity_bad_inputs(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
 
 
 @pytest.mark.parametrize("series, b, match", [
@@ -160,23 +271,42 @@ def test_ratio_with_se_propagation_and_degenerate_cases():
         discrete_correction(0.0, 1.0)
 
 
+AT_MEAN = {"trace_grad_cov": {"trace": 40.0, "sampling_se": 4.0},
+           "trace_hessian": {"mean": 20.0, "se": 1.0},
+           "l2_trace_contribution": {"value": 0.0}, "lambda_max": {"value": 5.0}}
+
+
+def _hand_phase(rng, grad_sqnorm=None, losses=None, anchored_dot=None):
+    """A completed phase record: 4000 steps, 20 blocks, a loss record every 10 steps."""
+    g = 2.0 + rng.standard_exponential(4000) if grad_sqnorm is None else np.asarray(grad_sqnorm)
+    loss = 1.0 + 0.1 * rng.standard_exponential(400) if losses is None else np.asarray(losses)
+    # (θ − a)·ĝ consistent with an identity ratio of 1 unless given: x_b = (η/2) ȳ_b
+    u = 0.05 * g if anchored_dot is None else np.asarray(anchored_dot)
+    return {"status": "completed", "lr": 0.1, "batch_size": 10, "n_data": 1000,
+            "replacement": True, "steps": 4000, "record_every": 10, "n_blocks": 20,
+            "grad_sqnorm": g.tolist(), "anchored_dot": u.tolist(),
+            "block_offset_dot": [0.0] * 20, "sqdist_start": 0.0, "sqdist_end": 0.0,
+            "losses": loss.tolist(), "loss_at_mean": 1.0, "block_losses": [1.0 + 1e-4] * 20}
+
+
 def test_summarize_stationary_on_a_hand_made_phase():
     rng = np.random.default_rng(4)
-    losses = 1.0 + 0.1 * rng.standard_exponential(400)
-    phase = {"status": "completed", "losses": losses.tolist(), "loss_at_mean": 1.0,
-             "block_losses": [1.0 + 1e-4] * 20, "lr": 0.1, "batch_size": 10, "n_data": 1000,
-             "replacement": True, "steps": 4000, "record_every": 10}
-    at_mean = {"trace_grad_cov": {"trace": 40.0, "sampling_se": 4.0},
-               "trace_hessian": {"mean": 20.0, "se": 1.0},
-               "l2_trace_contribution": {"value": 0.0}, "lambda_max": {"value": 5.0}}
-    s = summarize_stationary(phase, at_mean)
+    phase = _hand_phase(rng)
+    s = summarize_stationary(phase, AT_MEAN)
+    g = np.asarray(phase["grad_sqnorm"])
+    # primary: (η/4) mean ‖ĝ‖²; the ratios are prediction / this value
+    assert s["observed"]["value"] == pytest.approx(0.025 * g.mean())
     assert s["predicted"]["wang"]["value"] == pytest.approx(0.1 * 0.1 * 40 / 4)
     assert s["predicted"]["jastrzebski"]["value"] == pytest.approx(0.1 * 0.1 * 20 / 4)
-    obs = s["observed"]["value"]
-    assert obs == pytest.approx(losses.mean() - 1.0 + 1e-4 / 19)
-    assert s["ratios"]["wang"]["value"] == pytest.approx(0.1 / obs)
+    assert s["ratios"]["wang"]["value"] == pytest.approx(0.1 / s["observed"]["value"])
+    # second column: the Polyak method
+    losses = np.asarray(phase["losses"])
+    assert s["polyak"]["value"] == pytest.approx(losses.mean() - 1.0 + 1e-4 / 19)
+    assert s["polyak"]["tau_steps"] == pytest.approx(10 * s["polyak"]["tau_records"])
+    assert s["identity"]["value"] == pytest.approx(1.0)
     assert s["relaxation"]["steps_x_lr_x_lambda_max"] == pytest.approx(4000 * 0.1 * 5.0)
-    assert s["observed"]["tau_steps"] == pytest.approx(10 * s["observed"]["tau_records"])
+    assert s["diagnostics"]["stationary"] is True and s["diagnostics"]["failed"] == []
+    assert s["diagnostics"]["n_eff"] == s["observed"]["n_eff"] > MIN_N_EFF
     assert summarize_stationary({"status": "diverged"})["observed"] is None
 
 
@@ -187,37 +317,56 @@ def test_drift_check_flags_a_relaxing_series_and_passes_a_stationary_one():
     assert abs(d["z"]) < 4
     relaxing = flat + 5.0 * np.exp(-np.arange(4000) / 1500)
     assert drift_check(relaxing, 20)["z"] < -4
-    assert drift_check(flat, 3) is None
+    assert drift_check(flat, MIN_DRIFT_BLOCKS - 1) is None
 
 
-def test_summarize_flags_non_stationary_phases():
-    x = np.linspace(2.0, 1.0, 400)          # still falling: not stationary
-    phase = {"status": "completed", "losses": x.tolist(), "loss_at_mean": 1.0,
-             "block_losses": [1.5] * 20, "lr": 0.1, "batch_size": 10, "steps": 4000,
-             "record_every": 10}
-    s = summarize_stationary(phase)
-    assert s["diagnostics"]["stationary"] is False
-    assert s["diagnostics"]["drift"]["z"] < -4
+def test_drift_check_false_alarms_are_rare_and_a_clean_trend_is_caught_with_8_blocks():
+    # stationary AR(1): z is about standard normal; the fraction beyond 2 is ~5-8 %
+    # (von Neumann variance of 20 block means), allow 1..15 % (binomial sd 1.4 % at n = 300)
+    rng = np.random.default_rng(9)
+    z = np.array([drift_check(_ar1(0.5, 2000, rng), 20)["z"] for _ in range(300)])
+    assert 0.01 < np.mean(np.abs(z) > 2) < 0.15
+    assert np.max(np.abs(z)) < 6
+    # a noiseless linear trend over 8 blocks reads z = h^{3/2} = 8
+    assert drift_check(np.linspace(1.0, 0.0, 80), 8)["z"] == pytest.approx(-8.0)
 
 
-def test_summarize_flags_blocks_shorter_than_the_mean_curvature_relaxation():
+@pytest.mark.parametrize("which", ["loss", "grad_sqnorm"])
+def test_summarize_flags_a_drifting_loss_or_gradient_norm(which):
     rng = np.random.default_rng(6)
-    losses = (1.0 + 0.1 * rng.standard_exponential(400)).tolist()
-    base = {"status": "completed", "losses": losses, "loss_at_mean": 1.0,
-            "block_losses": [1.0] * 20, "lr": 0.1, "batch_size": 10, "steps": 4000,
-            "record_every": 10}
-    at_mean = {"trace_grad_cov": {"trace": 40.0, "sampling_se": 4.0},
-               "trace_hessian": {"mean": 20.0, "se": 1.0},
-               "l2_trace_contribution": {"value": 0.0}, "lambda_max": {"value": 5.0}}
-    # 200-step blocks at lr 0.1: resolved iff the mean curvature tr H / P >= 1/20.
-    flat = summarize_stationary(base, {**at_mean, "n_params": 1000})     # h̄ = 0.02
-    assert flat["relaxation"]["block_steps_x_lr_x_mean_curvature"] == pytest.approx(0.4)
-    assert flat["diagnostics"]["flat_directions_resolved"] is False
-    assert flat["diagnostics"]["stationary"] is False
-    stiff = summarize_stationary(base, {**at_mean, "n_params": 100})     # h̄ = 0.2
-    assert stiff["relaxation"]["block_steps_x_lr_x_mean_curvature"] == pytest.approx(4.0)
-    assert stiff["diagnostics"]["flat_directions_resolved"] is True
-    assert stiff["diagnostics"]["stationary"] is True
+    kw = {"losses": np.linspace(2.0, 1.0, 400)} if which == "loss" else \
+        {"grad_sqnorm": np.linspace(3.0, 2.0, 4000) + 0.1 * rng.standard_exponential(4000)}
+    s = summarize_stationary(_hand_phase(rng, **kw))
+    d = s["diagnostics"]
+    assert d["stationary"] is False
+    assert abs(d[f"drift_{which}"]["z"]) >= DRIFT_Z_MAX
+    assert [f for f in d["failed"] if f.startswith(f"{which} drift")]
+
+
+def test_summarize_flags_too_few_effective_samples():
+    # ‖ĝ‖² correlated over ~2000 steps: the 4000 steps hold only a few independent values
+    rng = np.random.default_rng(7)
+    slow = 3.0 + 0.3 * _ar1(0.999, 4000, rng) / math.sqrt(1 / (1 - 0.999**2))
+    s = summarize_stationary(_hand_phase(rng, grad_sqnorm=slow))
+    assert s["observed"]["n_eff"] < MIN_N_EFF
+    assert s["diagnostics"]["stationary"] is False
+    assert any(f.startswith("n_eff") for f in s["diagnostics"]["failed"])
+
+
+def test_identity_ratio_is_reported_but_not_gated_on():
+    # ratio 0.9 with a tiny SE, as on a network whose flat directions keep spreading:
+    # still stationary when both drifts and n_eff pass
+    rng = np.random.default_rng(8)
+    g = 2.0 + rng.standard_exponential(4000)
+    s = summarize_stationary(_hand_phase(rng, grad_sqnorm=g, anchored_dot=0.9 * 0.05 * g))
+    assert s["identity"]["value"] == pytest.approx(0.9)
+    assert abs(s["identity"]["value"] - 1) > 10 * s["identity"]["se"]
+    assert s["diagnostics"]["stationary"] is True
+
+
+def test_stationarity_check_needs_four_blocks():
+    c = stationarity_check(None, None, 100.0)
+    assert c["stationary"] is False and len(c["failed"]) == 2
 
 
 def test_missing_trace_se_is_unknown_not_zero():

@@ -16,6 +16,8 @@ from validation.report import (
     learning_curve_groups,
     load_runs,
     make_figures,
+    scan_runs,
+    table1_markdown,
     table1_rows,
 )
 
@@ -49,10 +51,16 @@ def _make_runs(root, loss="kld", seeds=(0, 1), diverged=True):
             _write(d / "estimates.json", {"trace_grad_cov": {"trace": ts, "sampling_se": 1.0},
                                           "trace_hessian": {"mean": th, "se": 0.1}})
             obs, se = float(rng.uniform(0.01, 0.02)), 0.002
+            ok = seed == 0                        # one phase per configuration passes
             _write(d / "stationary.json", {
-                "status": "completed", "phase": {"lr": lr / 100, "steps": 100},
-                "observed": {"value": obs, "se": se, "correction": 0.0, "tau_steps": 3.0,
-                             "n_eff": 30.0},
+                "schema_version": 2, "status": "completed",
+                "phase": {"lr": lr / 100, "steps": 100},
+                "observed": {"value": obs, "se": se, "tau_steps": 3.0, "n_eff": 30.0},
+                "polyak": {"value": obs / 2, "se": 0.001, "correction": 0.0},
+                "identity": {"value": 0.99, "se": 0.01, "sqdist_start": 1.0, "sqdist_end": 1.1},
+                "diagnostics": {"stationary": ok, "drift_loss": {"z": 0.5},
+                                "drift_grad_sqnorm": {"z": 5.0 if not ok else -0.5},
+                                "failed": [] if ok else ["grad_sqnorm drift z = 5 (|z| >= 4)"]},
                 "predicted": {"wang": {"value": 2 * obs, "se": 0.001},
                               "jastrzebski": {"value": obs / 2, "se": 0.0005},
                               "discrete_correction": 0.05},
@@ -95,6 +103,10 @@ def test_table1_values_are_recomputed_from_the_run_files(runs_dir):
         assert row["ratio_mean"] == pytest.approx(np.mean(ts / th))
         assert row["observed_excess"] == pytest.approx(obs.mean())
         assert row["observed_excess_se"] == pytest.approx(math.sqrt(2 * 0.002**2) / 2)
+        assert row["polyak_excess"] == pytest.approx(obs.mean() / 2)
+        assert row["polyak_excess_se"] == pytest.approx(math.sqrt(2 * 0.001**2) / 2)
+        assert row["identity_ratio"] == pytest.approx(0.99)
+        assert (row["n_phases"], row["n_stationary"]) == (2, 1)
         assert row["predicted_wang"] == pytest.approx(2 * obs.mean())
         assert row["wang_over_observed"] == pytest.approx(2.0)
         assert row["val_acc_mean"] == pytest.approx(np.mean([truth[n]["val"] for n in names]))
@@ -114,16 +126,100 @@ def test_build_report_writes_every_artifact(runs_dir, tmp_path):
                  "curve_distance_kld.png", "curve_distance.csv", "curve_distance.json"):
         assert (out / name).stat().st_size > 0
         assert f"({name})" in text
-    for phrase in ("inference mode", "centred", "L2", "quadratic approximation", "Provenance",
-                   "1 diverged", "abc123"):
+    for phrase in ("inference mode", "centred", "L2", "needs no θ*", "Assumptions",
+                   "quadratic over the range", "BN statistics frozen", "Identity ratio",
+                   "Provenance", "1 diverged", "abc123",
+                   f"{len(CONFIGS)} of {2 * len(CONFIGS)} completed stationary phases pass"):
         assert phrase in text
+    assert "## Skipped" not in text
+
+
+def test_table1_markdown_shows_k_of_n_stationary_and_both_methods(runs_dir):
+    root, _ = runs_dir
+    md = table1_markdown(table1_rows(load_runs(root)))
+    header = md.splitlines()[0]
+    for col in ("observed (θ*-free) ± SE", "stationary", "Polyak ± SE", "identity ratio"):
+        assert col in header
+    assert md.count(" 1/2 ") == len(CONFIGS)
+
+
+def _garbage(root):
+    """Sub-folders that are not runs, each for a different reason."""
+    (root / "empty").mkdir(parents=True)
+    (root / "bad_json").mkdir()
+    (root / "bad_json" / "run.json").write_text("{not json")
+    (root / "a_list").mkdir()
+    (root / "a_list" / "run.json").write_text("[1, 2]")
+    (root / "no_config").mkdir()
+    (root / "no_config" / "run.json").write_text('{"status": "completed"}')
+    (root / "grid.json").write_text("{}")          # a file: not a folder, ignored
+    return {"empty": "no run.json", "bad_json": "run.json unreadable",
+            "a_list": "not a JSON object", "no_config": "no config"}
 
 
 def test_load_runs_errors(tmp_path):
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
         load_runs(tmp_path / "missing")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NotADirectoryError, match="is a file"):
+        load_runs(tmp_path / "file")
+    (tmp_path / "runs").mkdir()
     with pytest.raises(ValueError, match="no run folders"):
-        load_runs(tmp_path)
+        load_runs(tmp_path / "runs")
+    reasons = _garbage(tmp_path / "runs")
+    with pytest.raises(ValueError, match="no usable run folders") as exc:
+        load_runs(tmp_path / "runs")
+    for name, why in reasons.items():
+        assert f"{name}: " in str(exc.value) and why in str(exc.value)
+
+
+def test_skipped_folders_and_bad_files_are_listed_not_hidden(runs_dir, tmp_path):
+    root, truth = runs_dir
+    reasons = _garbage(root)
+    name = sorted(truth)[0]
+    (root / name / "estimates.json").write_text('{"trace_grad_cov": ')         # truncated
+    old = sorted(truth)[1]
+    _write(root / old / "stationary.json", {"status": "completed", "phase": {},
+                                            "observed": {"value": 1.0, "se": 0.1}})
+    scan = scan_runs(root)
+    assert {n for n, _ in scan.skipped} == set(reasons)
+    assert len(scan.runs) == len(truth) + 1                     # + the diverged run
+    notes = dict(scan.notes)
+    assert "estimates.json unreadable" in notes[name]
+    assert "older schema" in notes[old]
+    lines = []
+    md = build_report(root, tmp_path / "report", log=lines.append).read_text()
+    assert len(lines) == len(reasons) + 2
+    for n, why in reasons.items():
+        assert any(line.startswith(f"skipped {root / n}: ") and why in line for line in lines)
+        assert f"- `{n}`: " in md
+    assert "## Skipped" in md and "older schema" in md
+    # the outdated record is not used: that configuration has one phase left
+    rows = {(r["batch_size"], r["lr"]): r for r in table1_rows(scan.runs)}
+    cfg = next(c for c in CONFIGS if old.startswith(f"kld_bs{c[0]}_lr{c[1]:g}_"))
+    assert rows[cfg]["n_phases"] == 1
+
+
+def test_cli_report_exit_codes(runs_dir, tmp_path, capsys):
+    from validation.cli import main
+
+    root, _ = runs_dir
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "empty").mkdir()
+    _garbage(tmp_path / "garbage")
+    for bad in ("missing", "afile", "empty", "garbage"):
+        out = tmp_path / f"out_{bad}"
+        assert main(["report", str(tmp_path / bad), "--out", str(out)]) == 2, bad
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and str(tmp_path / bad) in err, err
+        assert "Traceback" not in err and not out.exists()
+    # partly garbage: the report is built, exit 0, and every skipped folder is on stderr
+    _garbage(root)
+    assert main(["report", str(root), "--out", str(tmp_path / "ok")]) == 0
+    cap = capsys.readouterr()
+    assert "wrote" in cap.out
+    assert sum(line.startswith("sgd-minima report: skipped ") for line in
+               cap.err.splitlines()) == 4
 
 
 def test_curve_distance_orders_pairs_and_has_a_noise_floor():

@@ -13,7 +13,7 @@ from matplotlib.collections import PathCollection
 
 from validation.grid import get_preset, grid_runs, run_grid
 from validation.report import TABLE1_COLUMNS, load_runs, make_figures
-from validation.stationary import measure_traces
+from dnn.stationary import measure_traces
 
 pytestmark = pytest.mark.slow
 
@@ -52,9 +52,17 @@ def test_every_run_completes_all_stages(smoke):
             assert (d / name).is_file(), f"{r.name}: {name} missing"
         assert _read(d / "run.json")["status"] == "completed"
         st = _read(d / "stationary.json")
-        assert st["status"] == "completed"
-        assert st["phase"]["lr"] == pytest.approx(r.lr * 0.1)   # final LR after the milestone
+        assert st["status"] == "completed" and st["schema_version"] == 2
+        ph = st["phase"]
+        assert ph["lr"] == pytest.approx(r.lr * 0.1)   # final LR after the milestone
+        # the primary estimate is (η_s/4)·mean‖ĝ_k‖² over every recorded step
+        assert len(ph["grad_sqnorm"]) == ph["steps"] == len(ph["anchored_dot"])
+        assert st["observed"]["value"] == pytest.approx(
+            0.25 * ph["lr"] * np.mean(ph["grad_sqnorm"]), rel=1e-9)
         assert st["observed"]["se"] > 0 and st["predicted"]["wang"]["value"] > 0
+        assert st["polyak"]["se"] > 0 and math.isfinite(st["identity"]["value"])
+        diag = st["diagnostics"]
+        assert isinstance(diag["stationary"], bool) and diag["stationary"] == (not diag["failed"])
         assert s["runs"][r.name]["ran"] == ["train", "estimate", "stationary"]
 
 
@@ -85,6 +93,10 @@ def test_table1_matches_the_run_files(smoke):
             math.sqrt(np.sum(np.square(se))) / len(se), rel=1e-9)
         wang = [s["predicted"]["wang"]["value"] for s in st]
         assert float(row["predicted_wang"]) == pytest.approx(np.mean(wang), rel=1e-9)
+        polyak = [s["polyak"]["value"] for s in st]
+        assert float(row["polyak_excess"]) == pytest.approx(np.mean(polyak), rel=1e-9)
+        assert int(row["n_phases"]) == len(st)
+        assert int(row["n_stationary"]) == sum(s["diagnostics"]["stationary"] for s in st)
         val = [_read(smoke.runs / n / "history.json")["epochs"][-1]["val_accuracy"]
                for n in names]
         assert float(row["val_acc_mean"]) == pytest.approx(np.mean(val), rel=1e-9)
@@ -115,6 +127,17 @@ def test_figures_are_pngs_with_one_curve_per_configuration(smoke):
         img = mpimg.imread(smoke.report_dir / name)
         assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 100
         assert float(np.ptp(img[..., :3])) > 0          # not a blank canvas
+
+
+def test_report_says_how_many_phases_pass_the_checks(smoke):
+    st = [_read(smoke.runs / r.name / "stationary.json") for r in grid_runs("smoke")]
+    k = sum(s["diagnostics"]["stationary"] for s in st)
+    text = smoke.report.read_text()
+    assert f"{k} of {len(st)} completed stationary phases pass the stationarity checks" in text
+    with open(smoke.report_dir / "stationary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert sum(r["stationary"] == "yes" for r in rows) == k
+    assert all(bool(r["failed"]) == (r["stationary"] == "no") for r in rows)
 
 
 def test_report_links_existing_files(smoke):
