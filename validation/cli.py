@@ -28,6 +28,7 @@ COMMANDS = {
     "estimate": "validation.cmd_estimate",
     "grid": "validation.cmd_grid",
     "report": "validation.cmd_report",
+    "smallnet": "validation.cmd_smallnet",
 }
 
 

@@ -1,0 +1,88 @@
+"""Wall time of ``sgd-minima smallnet`` per stage, against its budgets (--quick 60 s, default 300 s).
+
+Runs the library function ``validation.smallnet.smallnet_results`` (no files
+written) for the --quick and the default configuration, each in a fresh process
+so that neither profits from the other's JAX compilation, and prints the seconds
+spent finding the minimum, on the exact quantities (Hessian, spectrum, Σ), on the
+state-dependent probes and on the SGD chains, with the total against the budget.
+Also printed: the process's CPU seconds and the load average, because a loaded
+2-core machine stretches wall time by the load and the budgets are for an idle one.
+
+Usage: python benchmarks/bench_smallnet.py [--only quick|default] [--seed 0] [--json PATH]
+Not a test: numbers depend on the machine and its load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+BUDGET_S = {"quick": 60.0, "default": 300.0}
+STAGES = ("minimum", "exact", "probes", "chains")
+
+
+def _measure(mode: str, seed: int) -> dict:
+    """One run in this process; returns the timings and the work done."""
+    import resource
+    import warnings
+
+    from validation.smallnet import SmallnetConfig, smallnet_results
+
+    load0 = os.getloadavg()
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = smallnet_results(SmallnetConfig(quick=mode == "quick", quiet=True, seed=seed,
+                                            out=os.devnull))
+    wall = time.perf_counter() - t0
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    steps = sum(row["burn_in"] + row["n_steps"] for row in r["rows"])
+    return {"mode": mode, "wall_s": wall, "timings": r["timings"],
+            "cpu_s": (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime),
+            "load_before": load0, "load_after": os.getloadavg(), "settings": len(r["rows"]),
+            "sgd_steps": steps, "chains": r["rows"][0]["n_chains"],
+            "probes": sum(p["n_probes"] for p in r["probes"]), "sound": r["sound"]}
+
+
+def _print(m: dict) -> None:
+    t = m["timings"]
+    budget = BUDGET_S[m["mode"]]
+    print(f"{m['mode']}: {m['settings']} settings x {m['chains']} chains, {m['sgd_steps']} SGD steps, "
+          f"{m['probes']} probes")
+    for k in STAGES:
+        print(f"  {k:<8} {t[k]:8.1f} s")
+    verdict = "within" if m["wall_s"] <= budget else "OVER"
+    print(f"  total    {m['wall_s']:8.1f} s  ({verdict} the {budget:.0f} s budget); CPU {m['cpu_s']:.1f} s; "
+          f"load average {m['load_before'][0]:.1f} -> {m['load_after'][0]:.1f} on {os.cpu_count()} cores")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--only", choices=("quick", "default"), default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=None, help="also write the measurements here")
+    p.add_argument("--child", choices=("quick", "default"), default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:                                    # one measurement, JSON on stdout
+        print(json.dumps(_measure(args.child, args.seed)))
+        return 0
+    results = []
+    for mode in (args.only,) if args.only else ("quick", "default"):
+        out = subprocess.run([sys.executable, __file__, "--child", mode, "--seed", str(args.seed)],
+                             capture_output=True, text=True, check=True)
+        m = json.loads(out.stdout.strip().splitlines()[-1])
+        _print(m)
+        results.append(m)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
