@@ -49,6 +49,10 @@ _EXPORTS = {
     "exact_quantities": "exact",
     "run_sgd_chains": "chains",
     "ChainStats": "chains",
+    "state_dependent_trace": "state_noise",
+    "state_dependent_correction_estimate": "state_noise",
+    "probe_inputs": "state_noise",
+    "StateNoiseTrace": "state_noise",
 }
 
 __all__ = sorted(_EXPORTS)

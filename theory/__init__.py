@@ -1,7 +1,8 @@
 """Pure formulas for where SGD settles near a minimum (numpy/scipy only).
 
 Continuous-time (OU) results of Wang (2019) and Jastrzębski et al. (2018), the exact
-discrete-time correction, and the exact finite-sum least-squares law.  See
+discrete-time correction, the exact finite-sum least-squares law, and the first-order
+state-dependent noise correction for general networks.  See
 ``docs/theory.md`` in the shared notes for conventions.
 """
 
@@ -14,6 +15,11 @@ from .least_squares import (
 )
 from .lyapunov import stationary_covariance
 from .sampling import noise_factor
+from .state_dependent import (
+    state_dependent_correction,
+    state_dependent_correction_from_trace,
+    state_dependent_covariance_first_order,
+)
 from .stationary import (
     expected_grad_sqnorm,
     expected_loss_discrete,
@@ -37,4 +43,7 @@ __all__ = [
     "LeastSquaresMoments",
     "least_squares_stationary",
     "LeastSquaresStationary",
+    "state_dependent_correction",
+    "state_dependent_covariance_first_order",
+    "state_dependent_correction_from_trace",
 ]
