@@ -1,11 +1,16 @@
 """Result folders for the synthetic experiments: atomic writes and provenance.
 
 The atomic writers live in :mod:`dnn._runio` (keras-free at import) so that the
-DNN run folders and these share one implementation.
+DNN run folders and these share one implementation: write a temporary file in the
+target's folder, ``fsync`` it, ``os.replace`` it onto the target, then ``fsync`` the
+folder, so that after a crash or power loss the target is either the old file or
+the whole new one, never a prefix.  :func:`save_figure` follows the same recipe
+for matplotlib's own writer.
 """
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 from importlib import metadata
@@ -23,7 +28,16 @@ def save_figure(fig, path) -> Path:
     path = Path(path)
     with atomic_path(path, suffix=path.suffix) as tmp:
         fig.savefig(tmp, dpi=150, bbox_inches="tight")
+        _fsync_file(tmp)  # savefig closes without fsync; the rename must not outrun the data
     return path
+
+
+def _fsync_file(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def synthetic_provenance(config: dict, seeds) -> dict:

@@ -1,6 +1,7 @@
 """Grid definition: presets, run names, sharding and input checks (no training here)."""
 
 import json
+from pathlib import Path
 from dataclasses import FrozenInstanceError, asdict
 
 import pytest
@@ -130,8 +131,12 @@ def test_grid_records_diverged_runs_and_moves_on(tmp_path):
     _fake_run(tmp_path / spec.name, cfg, "diverged")
     res = run_grid("smoke", tmp_path, losses="kld", shard=(0, 6), quiet=True)
     assert res["n_trained"] == 0 and res["n_diverged"] == 1
-    assert res["runs"][spec.name]["status"] == "diverged"
-    assert json.loads((tmp_path / "grid-0of6.json").read_text())["n_diverged"] == 1
+    assert res["runs"][spec.name]["status"] == "diverged" and res["n_failed"] == 0
+    log = json.loads(open(res["summary_file"]).read())
+    assert log["n_diverged"] == 1 and log["shard"] == [0, 6]
+    merged = json.loads((tmp_path / "grid.json").read_text())
+    assert merged["runs"][spec.name]["status"] == "diverged"
+    assert list(merged["invocations"]) == [Path(res["summary_file"]).name]
 
 
 def test_grid_refuses_a_folder_holding_another_configuration(tmp_path):
@@ -143,3 +148,16 @@ def test_grid_refuses_a_folder_holding_another_configuration(tmp_path):
     _fake_run(tmp_path / spec.name, cfg, "completed")
     with pytest.raises(ValueError, match="different configuration.*epochs"):
         run_grid("smoke", tmp_path, losses="kld", shard=(0, 6), quiet=True)
+
+
+def test_the_grid_modules_import_neither_ray_nor_keras():
+    # Ray is imported only for executor="ray"; keras only when a stage runs.
+    import subprocess
+    import sys
+
+    code = ("import sys, validation.grid, validation.cmd_grid, validation.executors, "
+            "validation.stages, validation.locking; "
+            "print(sorted(m for m in ('ray', 'keras', 'jax') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True).stdout
+    assert out.strip() == "[]"
