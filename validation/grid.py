@@ -180,7 +180,8 @@ PRESETS = {
         epochs=4, milestones=(3,), depth=8, width=4, augment=False, data="synthetic",
         n_train=512, n_test=256,
         estimate=EstimateSettings(examples=64, probes=2, batch_size=64, power_iters=3),
-        stationary=StationarySettings(steps=60, burn_in=10, record_every=5, n_blocks=4,
+        # 8 blocks: the drift check needs at least 8 block means to estimate its SE.
+        stationary=StationarySettings(steps=160, burn_in=40, record_every=2, n_blocks=8,
                                       eval_examples=64, probes=2, power_iters=3),
     ),
 }

@@ -142,16 +142,13 @@ class RunScan:
                 + [f"note {self.root / name}: {what}" for name, what in self.notes])
 
 
-#: Folders the grid itself keeps next to the runs (listed as skipped, with what they are).
-_GRID_FOLDERS = {".jax_cache": "the grid's JAX compilation cache, not a run",
-                 ".locks": "the grid's run locks, not a run",
-                 "grid-logs": "the grid's per-invocation logs, not a run"}
+#: Folders the grid itself keeps next to the runs.  They are its bookkeeping, never
+#: runs, so listing them as "skipped" on every report would only bury real problems.
+_GRID_FOLDERS = frozenset({".jax_cache", ".locks", "grid-logs"})
 
 
 def _run_record(d, notes):
     """(record, None) for a usable run folder ``d``, else (None, why it is skipped)."""
-    if d.name in _GRID_FOLDERS:
-        return None, _GRID_FOLDERS[d.name]
     if d.name.startswith("."):
         return None, "hidden folder, not a run"
     path = d / "run.json"
@@ -217,7 +214,8 @@ def scan_runs(runs_dir):
     A sub-folder is usable when its ``run.json`` is a readable JSON object whose
     ``config`` (or, failing that, the folder name ``<loss>_bs<BS>_lr<LR>_seed<seed>``)
     gives the loss, batch size and learning rate.  Plain files (``grid.json``) are
-    not folders and are ignored.  Unreadable optional files of a usable run
+    not folders and are ignored, and so are the grid's own folders (``.jax_cache``,
+    ``.locks``, ``grid-logs``).  Unreadable optional files of a usable run
     (``history.json``, ``estimates.json``, ``stationary.json``) and stationary
     records of an older schema become notes; the run is used without them.
 
@@ -239,7 +237,7 @@ def scan_runs(runs_dir):
     if not root.is_dir():
         raise NotADirectoryError(f"runs_dir {str(root)!r} is a file, not a folder of runs")
     runs, skipped, notes = [], [], []
-    for d in sorted(p for p in root.iterdir() if p.is_dir()):
+    for d in sorted(p for p in root.iterdir() if p.is_dir() and p.name not in _GRID_FOLDERS):
         rec, why = _run_record(d, notes)
         if rec is None:
             skipped.append((d.name, why))

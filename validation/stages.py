@@ -41,7 +41,8 @@ STAGES = (
     Stage("train", "run.json", (("status", str), ("config", dict))),
     Stage("estimate", "estimates.json",
           (("trace_grad_cov", dict), ("trace_hessian", dict), ("lambda_max", dict))),
-    Stage("stationary", "stationary.json", (("status", str), ("phase", dict))),
+    Stage("stationary", "stationary.json", (("status", str), ("phase", dict),
+                                            ("schema_version", int))),
 )
 _BY_NAME = {s.name: s for s in STAGES}
 

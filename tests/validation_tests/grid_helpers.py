@@ -66,7 +66,7 @@ def install(monkeypatch, *, fail=None, delay=0.0):
 
     def run_stationary(run_dir, **kwargs):
         called("stationary", run_dir)
-        rec = {"status": "completed", "phase": {"lr": kwargs.get("lr")}}
+        rec = {"status": "completed", "phase": {"lr": kwargs.get("lr")}, "schema_version": 2}
         atomic_write_json(run_dir / "stationary.json", rec)
         return rec
 
