@@ -62,51 +62,11 @@ from pathlib import Path
 import numpy as np
 
 from ._validate import int_at_least, positive_float
-from .stationary_stats import (  # noqa: F401  (re-exported: one import for callers)
-    BatchMeans,
-    DRIFT_Z_MAX,
-    IdentityRatio,
-    MIN_DRIFT_BLOCKS,
-    MIN_N_EFF,
-    PolyakExcess,
-    SCHEMA_VERSION,
-    ThetaFreeExcess,
-    batch_means,
-    discrete_correction,
-    drift_check,
-    identity_ratio,
-    integrated_time,
-    measure_traces,
-    polyak_excess_loss,
-    predict_excess_loss,
-    ratio_with_se,
-    stationarity_check,
-    summarize_stationary,
-    theta_free_excess_loss,
-)
+from . import stationary_stats as _stats
+from .stationary_stats import *  # noqa: F401,F403  (one import for callers)
 
 __all__ = [
-    # statistics (pure numpy)
-    "BatchMeans",
-    "ThetaFreeExcess",
-    "PolyakExcess",
-    "IdentityRatio",
-    "batch_means",
-    "integrated_time",
-    "drift_check",
-    "theta_free_excess_loss",
-    "polyak_excess_loss",
-    "identity_ratio",
-    "stationarity_check",
-    "ratio_with_se",
-    "discrete_correction",
-    "predict_excess_loss",
-    "measure_traces",
-    "summarize_stationary",
-    "DRIFT_Z_MAX",
-    "MIN_DRIFT_BLOCKS",
-    "MIN_N_EFF",
-    "SCHEMA_VERSION",
+    *_stats.__all__,
     # the phase (keras, imported lazily)
     "SAMPLER",
     "sgd_stationary",
