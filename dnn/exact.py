@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Exact", "Ops", "callables", "exact_quantities", "full_hessian"]
+__all__ = ["Exact", "Ops", "callables", "exact_quantities", "full_hessian", "hessian_eigh"]
 
 # Basis vectors per vmapped HVP when building H: the tangent activations cost
 # N·Σwidths·chunk doubles (1797·42·128·8 B ≈ 77 MB), and larger chunks gain little on 2 cores.
@@ -83,7 +83,8 @@ def exact_quantities(model, data, theta) -> Exact:
     hess_data = full_hessian(model, data, theta, data_only=True)
     l2 = float(model.l2)
     hess = hess_data + 2.0 * l2 * np.eye(model.n_params)
-    evals, evecs = np.linalg.eigh(hess)
+    # find_minimum's positive-definiteness check at θ* already decomposed this H
+    evals, evecs = hessian_eigh(model, data, theta)
     with float64():
         grads = np.asarray(_compiled(model).per_example_grads(
             theta, jax.numpy.asarray(data.x), jax.numpy.asarray(data.y)))
@@ -110,7 +111,7 @@ def full_hessian(model, data, theta, *, data_only: bool = False) -> np.ndarray:
     from .mlp import float64
 
     theta = _check(model, data, theta)
-    key = (model, _digest(data.x), _digest(data.y), _digest(theta))
+    key = _key(model, data, theta)
     if _LAST_HESSIAN.get("key") == key:
         # find_minimum's final check and exact_quantities want H at the same θ*: build it once
         h = _LAST_HESSIAN["value"].copy()
@@ -127,9 +128,84 @@ def full_hessian(model, data, theta, *, data_only: bool = False) -> np.ndarray:
     return h
 
 
-# The last data Hessian built (one P×P matrix, 46 MB at P = 2410), keyed by model and
-# content digests of x, y and θ, so a cache hit is the same matrix, never a stale one.
+def hessian_eigh(model, data, theta):
+    """Eigendecomposition (ascending eigenvalues, eigenvector columns) of the full objective's H at θ.
+
+    The P×P ``eigh`` is the costliest step of a smallnet run (~10 s at P = 2410 on 2 cores);
+    the last one is kept with the Hessian it came from (same content key), so
+    ``find_minimum``'s final check and ``exact_quantities`` at the same θ* share it.
+    Copies are returned: callers may modify them.
+    """
+    theta = _check(model, data, theta)
+    key = _key(model, data, theta)
+    hit = _LAST_HESSIAN.get("eigh")
+    if hit is None or hit[0] != key:
+        evals, evecs = np.linalg.eigh(full_hessian(model, data, theta))
+        # full_hessian just (re)filled the cache for this key; attach the decomposition to it
+        _LAST_HESSIAN["eigh"] = hit = (key, evals, evecs)
+    return hit[1].copy(), hit[2].copy()
+
+
+def seed_hessian_cache(model, data, theta, hessian_data, eigenvalues, eigenvectors, *,
+                       n_checks: int = 4, seed: int = 0) -> None:
+    """Make a stored data Hessian and full-H eigendecomposition at θ the cached ones, after checking them.
+
+    For a result cache on disk: a later ``exact_quantities`` / ``hessian_eigh`` at the same θ
+    then skips the Hessian build and the ``eigh``.  Nothing is trusted unchecked: for
+    ``n_checks`` random j, column j of H_data must equal a fresh HVP H_data e_j, and the
+    eigenpair j must satisfy ‖H u_j − h_j u_j‖ ≤ 1e-8·h_max with ‖u_j‖ = 1 (H = H_data + 2λI),
+    both to 1e-8 relative (round-off is ~1e-13).
+
+    Raises
+    ------
+    ValueError
+        If shapes are wrong or a check fails (the caller should then recompute).
+    """
+    theta = _check(model, data, theta)
+    P = model.n_params
+    hd = np.asarray(hessian_data, dtype=np.float64)
+    w = np.asarray(eigenvalues, dtype=np.float64)
+    u = np.asarray(eigenvectors, dtype=np.float64)
+    if hd.shape != (P, P) or w.shape != (P,) or u.shape != (P, P):
+        raise ValueError(f"cached Hessian must have shapes ({P}, {P}), ({P},), ({P}, {P}); got "
+                         f"{hd.shape}, {w.shape}, {u.shape}")
+    if not (np.all(np.isfinite(w)) and np.all(np.diff(w) >= 0)):
+        raise ValueError("cached eigenvalues must be finite and ascending")
+    ops = callables(model, data, theta)
+    scale = max(abs(w[0]), abs(w[-1]))
+    rng = np.random.default_rng(seed)
+    for j in [0, P - 1, *rng.integers(0, P, size=n_checks)]:
+        e = np.zeros(P)
+        e[j] = 1.0
+        col_err = np.linalg.norm(ops.hvp_data(e) - hd[:, j])
+        if not col_err <= 1e-8 * scale:
+            raise ValueError(f"cached Hessian column {j} differs from a fresh HVP by {col_err:.3g}")
+        res = np.linalg.norm(ops.hvp(u[:, j]) - w[j] * u[:, j])
+        if not (res <= 1e-8 * scale and abs(np.linalg.norm(u[:, j]) - 1.0) <= 1e-8):
+            raise ValueError(f"cached eigenpair {j} is not one of H (residual {res:.3g})")
+    key = _key(model, data, theta)
+    _LAST_HESSIAN.clear()
+    _LAST_HESSIAN.update(key=key, value=hd.copy(), eigh=(key, w.copy(), u.copy()))
+
+
+def cached_hessian(model, data, theta):
+    """(H_data, eigenvalues, eigenvectors) at θ if both are in the in-memory cache, else None."""
+    theta = _check(model, data, theta)
+    key = _key(model, data, theta)
+    hit = _LAST_HESSIAN.get("eigh")
+    if _LAST_HESSIAN.get("key") != key or hit is None or hit[0] != key:
+        return None
+    return _LAST_HESSIAN["value"].copy(), hit[1].copy(), hit[2].copy()
+
+
+# The last data Hessian built (one P×P matrix, 46 MB at P = 2410) and, once asked for, the
+# full H's eigendecomposition (2 × 46 MB), keyed by model and content digests of x, y and
+# θ, so a cache hit is the same matrix, never a stale one.
 _LAST_HESSIAN: dict = {}
+
+
+def _key(model, data, theta) -> tuple:
+    return (model, _digest(data.x), _digest(data.y), _digest(theta))
 
 
 def _digest(a) -> str:

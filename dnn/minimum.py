@@ -88,9 +88,10 @@ def find_minimum(model, data, *, grad_tol: float = 1e-8, theta0=None, quiet: boo
         definite (smallest eigenvalue ≤ 0). The message says which, with the values.
     """
     import jax
+    import scipy.linalg
     import scipy.optimize
 
-    from .exact import full_hessian
+    from .exact import full_hessian, hessian_eigh
     from .mlp import float64
 
     grad_tol = _positive_float(grad_tol, "grad_tol")
@@ -136,19 +137,24 @@ def find_minimum(model, data, *, grad_tol: float = 1e-8, theta0=None, quiet: boo
         if not quiet:
             print(f"L-BFGS: {lbfgs_iterations} iterations, ||grad L|| = {gnorm_lbfgs:.3g} ({res.message})")
 
+        # A Cholesky factor both proves H positive definite and solves the Newton systems,
+        # at a tenth of an eigh's cost; the spectrum is only needed for the error message.
         hess = full_hessian(model, data, theta)
-        evals, evecs = np.linalg.eigh(hess)
-        if evals[0] <= 0:
+        try:
+            chol = scipy.linalg.cho_factor(hess, lower=True, check_finite=True)
+        except np.linalg.LinAlgError:
             raise NotAMinimumError(_indefinite_message(
-                model, evals, gnorm_lbfgs, f"after L-BFGS ({lbfgs_iterations} iterations)"))
+                model, np.linalg.eigvalsh(hess), gnorm_lbfgs,
+                f"after L-BFGS ({lbfgs_iterations} iterations)")) from None
+        del hess
         newton_steps = 0
         gnorm = gnorm_lbfgs
         # Newton with H fixed at L-BFGS's endpoint: θ moves by ~‖∇L‖/h_min, so H barely
-        # changes and the steps still contract fast; one eigendecomposition serves all.
+        # changes and the steps still contract fast; one factorisation serves all.
         for _ in range(_NEWTON_MAX_STEPS):
             if gnorm <= grad_tol * 1e-2:  # well inside the tolerance: stop
                 break
-            delta = evecs @ ((evecs.T @ g) / evals)
+            delta = scipy.linalg.cho_solve(chol, g, check_finite=False)
             step, accepted = 1.0, False
             for _ in range(_NEWTON_MAX_HALVINGS):
                 trial = theta - step * delta
@@ -167,8 +173,9 @@ def find_minimum(model, data, *, grad_tol: float = 1e-8, theta0=None, quiet: boo
         if gnorm > grad_tol:
             raise NotAMinimumError(_stalled_message(model, gnorm, grad_tol, gnorm_lbfgs, lbfgs_iterations,
                                                     newton_steps))
-        # positive definiteness is judged at the returned θ, not at the L-BFGS point
-        evals = np.linalg.eigvalsh(full_hessian(model, data, theta))
+        # positive definiteness is judged at the returned θ, not at the L-BFGS point; the
+        # decomposition stays cached for exact_quantities at the same θ* (dnn.exact.hessian_eigh)
+        evals, _ = hessian_eigh(model, data, theta)
         if evals[0] <= 0:
             raise NotAMinimumError(_indefinite_message(model, evals, gnorm, "at the polished point"))
         loss = float(model.loss(theta, x, y))
