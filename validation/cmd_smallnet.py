@@ -23,6 +23,9 @@ def add_arguments(p):
     p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--without-replacement", action="store_true",
                    help="draw each minibatch without replacement (default: with)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="find theta*, H and its spectrum afresh instead of reusing the verified "
+                        "cache in $XDG_CACHE_HOME/sgd-minima/smallnet")
     p.add_argument("--quick", action="store_true", help="fewer, shorter settings (<= 60 s)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--out", required=True, help="output folder for smallnet.json/.md/.png")
@@ -34,4 +37,5 @@ def run(args) -> int:
     return run_smallnet(SmallnetConfig(
         activation=args.activation, hidden=args.hidden, l2=args.l2, eta_h=args.eta_h,
         batch_sizes=args.batch_sizes, chains=args.chains, seed=args.seed, quick=args.quick,
-        quiet=args.quiet, out=args.out, replacement=not args.without_replacement))
+        quiet=args.quiet, out=args.out, replacement=not args.without_replacement,
+        cache=not args.no_cache))

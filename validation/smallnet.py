@@ -106,11 +106,13 @@ class SmallnetConfig:
     replacement: bool = True       # minibatches drawn with replacement (c_S = 1/S)
     steps: int | None = None       # recorded window per setting (default: planned for rel_se)
     probes: int | None = None      # probes per η for ΔE1 (default: planned, see _probe_target)
+    cache: bool = True             # reuse θ*, H and its spectrum from the on-disk cache (verified)
 
     def __post_init__(self):
         effort = QUICK if _flag(self.quick, "quick") else DEFAULT
         _flag(self.quiet, "quiet")
         _flag(self.replacement, "replacement")
+        _flag(self.cache, "cache")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}; "
                              f"got {self.activation!r}")
@@ -614,7 +616,7 @@ def _network_summary(cfg, model, data, minimum, exact) -> dict:
 
 def sketched_trace_wk(per_example_hvp, factor, eigenvalues, eigenvectors, lr, n_data, *, rng,
                       n_sketch=SKETCH_COLUMNS, min_probes=10, max_probes=100, target_rel_se=None,
-                      batch_size=600, quiet=True):
+                      batch_size=600, quiet=True, factor_in_eigenbasis=False):
     r"""Monte Carlo tr[W K(C₀)], W = (2I − ηH)⁻¹, with a Gaussian sketch of W (cheap at large P).
 
     For a probe v = F ξ ~ N(0, C₀) (F Fᵀ = C₀) with u_i = H_i v over all N examples and
@@ -634,7 +636,9 @@ def sketched_trace_wk(per_example_hvp, factor, eigenvalues, eigenvectors, lr, n_
     per_example_hvp : callable
         ``(v, idx) -> (len(idx), P)``, row k = H_{idx[k]} v (data loss of each example).
     factor : (P, r) array_like
-        F with C₀ = F Fᵀ (``dnn.state_noise.probe_inputs``).
+        F with C₀ = F Fᵀ (``dnn.state_noise.probe_inputs``); with ``factor_in_eigenbasis``
+        instead F̃ with C₀ = U F̃ F̃ᵀ Uᵀ (``dnn.state_noise.c0_factor_eigenbasis``), so
+        probes are v = U F̃ ξ and U F̃ (a P·P·r product) is never formed.
     eigenvalues, eigenvectors : (P,), (P, P) array_like
         H = U diag(h) Uᵀ, with η h_max < 2.
     lr : float
@@ -666,6 +670,8 @@ def sketched_trace_wk(per_example_hvp, factor, eigenvalues, eigenvectors, lr, n_
               leave=False) as bar:
         while len(values) < max_probes:
             v = f @ rng.standard_normal(f.shape[1])
+            if factor_in_eigenbasis:
+                v = u @ v
             hv = np.concatenate([np.asarray(per_example_hvp(v, np.arange(k, min(k + batch_size, n_data))))
                                  for k in range(0, n_data, batch_size)])
             hv -= hv.mean(axis=0)
@@ -682,14 +688,16 @@ def sketched_trace_wk(per_example_hvp, factor, eigenvalues, eigenvectors, lr, n_
     return float(arr.mean()), se, int(arr.size)
 
 
-def _probe_trace(cfg, ops, exact, lr, c_values, e_disc_at_c_max, rng):
+def _probe_trace(cfg, ops, exact, s_tilde_full, lr, c_values, e_disc_at_c_max, rng):
     """tr[W K(C₀)] at C₀ built with c = 1, for all S at this η: (mean, se, n, seconds)."""
-    from dnn.state_noise import probe_inputs
+    from dnn.state_noise import c0_factor_eigenbasis
 
     t0 = time.perf_counter()
     effort = cfg.effort
-    inputs = probe_inputs(exact.eigenvalues, exact.eigenvectors, exact.sigma, lr, noise_factor=1.0)
-    args = (ops.per_example_hvp, inputs.factor, exact.eigenvalues, exact.eigenvectors, lr, ops.n_data)
+    # C₀'s factor in H's eigenbasis from the Σ̃ = UᵀΣU already at hand: one pivoted
+    # Cholesky per η instead of probe_inputs' three P³ products
+    factor = c0_factor_eigenbasis(exact.eigenvalues, s_tilde_full, lr, noise_factor=1.0)
+    args = (ops.per_example_hvp, factor, exact.eigenvalues, exact.eigenvectors, lr, ops.n_data)
     if cfg.probes is not None:
         kw = dict(min_probes=cfg.probes, max_probes=cfg.probes)
     else:
@@ -697,7 +705,7 @@ def _probe_trace(cfg, ops, exact, lr, c_values, e_disc_at_c_max, rng):
         kw = dict(min_probes=PILOT_PROBES, max_probes=effort.max_probes,
                   target_rel_se=lambda mean: _probe_target(effort, effort.rel_se, mean, lr,
                                                            max(c_values), e_disc_at_c_max))
-    mean, se, n = sketched_trace_wk(*args, rng=rng, quiet=cfg.quiet, **kw)
+    mean, se, n = sketched_trace_wk(*args, rng=rng, quiet=cfg.quiet, factor_in_eigenbasis=True, **kw)
     return mean, se, n, time.perf_counter() - t0
 
 
@@ -716,12 +724,15 @@ def smallnet_results(cfg: SmallnetConfig) -> dict:
     from dnn.chains import run_sgd_chains
     from dnn.digits import load_digits
     from dnn.exact import callables, exact_quantities
-    from dnn.minimum import NotAMinimumError, find_minimum
+    from dnn.minimum import NotAMinimumError
+
+    from .smallnet_cache import find_or_load_minimum
+    from .smallnet_cache import store as store_cache
     from dnn.mlp import MLP, MLPConfig
     from tqdm.auto import tqdm
 
-    timings = {}
-    t0 = time.perf_counter()
+    timings, cpu = {}, {}
+    t0, c0 = time.perf_counter(), time.process_time()
     data = load_digits()
     n_data = data.n
     too_big = [s for s in cfg.batch_sizes if s > n_data]
@@ -729,10 +740,12 @@ def smallnet_results(cfg: SmallnetConfig) -> dict:
         raise ValueError(f"batch_sizes must be <= N = {n_data} (digits); got {too_big[0]}")
     model = MLP(MLPConfig(hidden=cfg.hidden, activation=cfg.activation, l2=cfg.l2, seed=cfg.seed),
                 n_inputs=data.n_features, n_classes=data.n_classes)
-    minimum = find_minimum(model, data, quiet=cfg.quiet)
+    minimum, cache_info = find_or_load_minimum(model, data, enabled=cfg.cache, quiet=cfg.quiet,
+                                               seed=cfg.seed)
     timings["minimum"] = time.perf_counter() - t0
+    cpu["minimum"] = time.process_time() - c0
 
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     exact = exact_quantities(model, data, minimum.theta)
     if not exact.positive_definite:    # find_minimum checks this too; never measure a saddle
         raise NotAMinimumError(f"H at theta* is not positive definite (h_min = {exact.h_min:.3g})")
@@ -741,13 +754,17 @@ def smallnet_results(cfg: SmallnetConfig) -> dict:
     s_tilde = np.clip(np.diag(s_tilde_full), 0.0, None)
     network = _network_summary(cfg, model, data, minimum, exact)
     ops = callables(model, data, minimum.theta)
+    if cfg.cache and not cache_info["hit"]:
+        cache_info["stored"] = store_cache(cache_info, minimum, exact)
+    network["minimum_from_cache"] = bool(cache_info["hit"])
     timings["exact"] = time.perf_counter() - t1
+    cpu["exact"] = time.process_time() - c1
 
     kw = dict(n_data=n_data, replacement=cfg.replacement)
     c_of = {s: float(theory.noise_factor(s, **kw)) for s in cfg.batch_sizes}
     s_noisiest = max(cfg.batch_sizes, key=lambda s: c_of[s])
     rows, probes, seeds = [], [], {"init": cfg.seed, "chains": {}, "probes": {}}
-    timings["probes"] = timings["chains"] = 0.0
+    timings["probes"] = timings["chains"] = cpu["probes"] = cpu["chains"] = 0.0
     settings = [(e, s) for e in cfg.eta_h for s in cfg.batch_sizes]
     bar = tqdm(total=len(settings), desc="smallnet settings", disable=cfg.quiet, leave=False)
     for i, eta_h in enumerate(cfg.eta_h):
@@ -755,10 +772,12 @@ def smallnet_results(cfg: SmallnetConfig) -> dict:
         e_disc = {s: _discrete_law(h, s_tilde, lr, s, **kw) for s in cfg.batch_sizes}
         probe_seed = [cfg.seed, 2, i]
         seeds["probes"][f"{eta_h:g}"] = probe_seed
-        tr_mean, tr_se, n_probes, secs = _probe_trace(cfg, ops, exact, lr, list(c_of.values()),
+        c2 = time.process_time()
+        tr_mean, tr_se, n_probes, secs = _probe_trace(cfg, ops, exact, s_tilde_full, lr, list(c_of.values()),
                                                       e_disc[s_noisiest],
                                                       np.random.default_rng(probe_seed))
         timings["probes"] += secs
+        cpu["probes"] += time.process_time() - c2
         probes.append({"eta_h_max": eta_h, "lr": lr, "trace_wk_c1": tr_mean, "trace_wk_c1_se": tr_se,
                        "n_probes": n_probes, "seconds": secs})
         for j, s in enumerate(cfg.batch_sizes):
@@ -766,11 +785,13 @@ def smallnet_results(cfg: SmallnetConfig) -> dict:
             plan = _plan_row(cfg, h, s_tilde, s_tilde_full, lr, c_s, s, n_data)
             chain_seed = cfg.seed * 1000 + 10 * i + j + 1
             seeds["chains"][f"{eta_h:g},{s}"] = chain_seed
+            c3 = time.process_time()
             stats = run_sgd_chains(model, data, minimum.theta, lr=lr, batch_size=s,
                                    n_chains=cfg.chains, burn_in=plan["burn_in"],
                                    n_steps=plan["window"], record_every=plan["record_every"],
                                    replacement=cfg.replacement, seed=chain_seed, quiet=cfg.quiet)
             timings["chains"] += stats.seconds
+            cpu["chains"] += time.process_time() - c3
             m = _chain_measurement(stats)
             # tr[W K(C₀)] ∝ c_S (C₀ ∝ c_S) and ΔE₁ = (η c_S/2)·tr: ΔE₁ = (η/2) c_S² tr|_{c=1}.
             delta = theory.state_dependent_correction_from_trace(c_s * tr_mean, lr, s, **kw)
@@ -792,11 +813,14 @@ def smallnet_results(cfg: SmallnetConfig) -> dict:
             bar.update(1)
     bar.close()
     timings["total"] = time.perf_counter() - t0
+    cpu["total"] = time.process_time() - c0
+    timings["cpu"] = cpu       # process CPU seconds (all threads) per stage, beside the wall times
     sound, reasons = soundness(rows)
     results = {"network": network, "rows": rows, "probes": probes,
                "curves": _curves(cfg, h, s_tilde, exact, n_data),
                "sound": sound, "sound_reasons": reasons, "seeds": seeds, "z_max": Z_MAX,
-               "conventions": CONVENTIONS, "timings": timings}
+               "conventions": CONVENTIONS, "timings": timings,
+               "cache": {k: v for k, v in cache_info.items() if k != "key_fields"}}
     results["verdict"] = summary_verdict(rows)
     return results
 

@@ -19,6 +19,12 @@ from validation._args import UsageError
 from validation.cli import _Parser
 
 
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    """Each test gets its own result cache, so none reads or writes the user's ~/.cache."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+
+
 # ----------------------------------------------------------------------------- config
 
 @pytest.mark.parametrize("kwargs, needle", [
@@ -56,6 +62,8 @@ def test_config_flags_must_be_bools():
         sn.SmallnetConfig(quick="yes")
     with pytest.raises(TypeError, match="replacement"):
         sn.SmallnetConfig(replacement=0)
+    with pytest.raises(TypeError, match="cache"):
+        sn.SmallnetConfig(cache="no")
 
 
 def test_config_resolves_the_mode_defaults():
@@ -70,13 +78,14 @@ def test_cli_arguments_build_the_config(tmp_path, monkeypatch):
     p = _Parser(prog="smallnet")
     cmd_smallnet.add_arguments(p)
     args = p.parse_args(["--out", str(tmp_path), "--eta-h", "0.1,0.4", "--batch-sizes", "16",
-                         "--hidden", "8,8", "--quick", "--quiet", "--without-replacement"])
+                         "--hidden", "8,8", "--quick", "--quiet", "--without-replacement",
+                         "--no-cache"])
     seen = {}
     monkeypatch.setattr(sn, "run_smallnet", lambda cfg: seen.setdefault("cfg", cfg) and 0)
     assert cmd_smallnet.run(args) == 0
     cfg = seen["cfg"]
     assert (cfg.eta_h, cfg.batch_sizes, cfg.hidden, cfg.chains) == ((0.1, 0.4), (16,), (8, 8), 16)
-    assert cfg.quick and cfg.quiet and not cfg.replacement and cfg.out == str(tmp_path)
+    assert cfg.quick and cfg.quiet and not cfg.replacement and not cfg.cache and cfg.out == str(tmp_path)
     with pytest.raises(UsageError, match="--eta-h"):
         p.parse_args(["--out", "x", "--eta-h", "0.1,fast"])
     with pytest.raises(ValueError, match=r"eta_h must lie in \(0, 2\).*2\.5"):
@@ -165,8 +174,8 @@ def test_probe_target_halves_the_observed_se_at_the_noisiest_batch():
     assert sn._probe_target(sn.DEFAULT, 0.02, 1e-9, 1.0, 0.5, 1.0) == sn.DEFAULT.probe_rel_se
 
 
-@pytest.mark.parametrize("n_sketch", [1, 8])
-def test_sketched_trace_matches_theory_with_explicit_per_example_hessians(n_sketch):
+@pytest.mark.parametrize("n_sketch, eigenbasis", [(1, False), (8, False), (8, True)])
+def test_sketched_trace_matches_theory_with_explicit_per_example_hessians(n_sketch, eigenbasis):
     rng = np.random.default_rng(4)
     d, n, lr = 6, 20, 0.4
     a = rng.normal(size=(n, d, 2))
@@ -178,10 +187,17 @@ def test_sketched_trace_matches_theory_with_explicit_per_example_hessians(n_sket
     want = theory.state_dependent_correction(h, sigma, lr, 1, per_example_hessians=stack) / (lr / 2)
     c0 = theory.sgd_covariance(h, sigma, lr, 1, discrete=True)
     evals, u = np.linalg.eigh(h)
-    mean, se, k = sn.sketched_trace_wk(lambda v, idx: stack[idx] @ v, np.linalg.cholesky(c0),
+    if eigenbasis:      # C0 = U F̃ F̃ᵀ Uᵀ, as the experiment passes it
+        from dnn.state_noise import c0_factor_eigenbasis
+
+        factor = c0_factor_eigenbasis(evals, u.T @ sigma @ u, lr, noise_factor=1.0)
+        np.testing.assert_allclose(u @ factor @ factor.T @ u.T, c0, rtol=1e-10, atol=1e-14)
+    else:
+        factor = np.linalg.cholesky(c0)
+    mean, se, k = sn.sketched_trace_wk(lambda v, idx: stack[idx] @ v, factor,
                                        evals, u, lr, n, rng=np.random.default_rng(5),
                                        n_sketch=n_sketch, min_probes=3000, max_probes=3000,
-                                       batch_size=7)
+                                       batch_size=7, factor_in_eigenbasis=eigenbasis)
     assert k == 3000 and se < 0.05 * want            # the check has power
     assert abs(mean - want) < 4 * se, (mean, se, want)
 
