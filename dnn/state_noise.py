@@ -305,11 +305,7 @@ def probe_inputs(eigenvalues, eigenvectors, grad_cov, lr, *, noise_factor=1.0) -
     >>> bool(np.allclose(r.factor @ r.factor.T, c0, rtol=1e-12))
     True
     """
-    from theory import StabilityError
-
-    h = _finite(eigenvalues, "eigenvalues")
-    if h.ndim != 1 or h.size == 0:
-        raise ValueError(f"eigenvalues must be a non-empty 1-D array; got shape {h.shape}")
+    h, lr, c = _stable_spectrum(eigenvalues, lr, noise_factor)
     p = h.size
     u = _finite(eigenvectors, "eigenvectors")
     s = _finite(grad_cov, "grad_cov")
@@ -317,13 +313,6 @@ def probe_inputs(eigenvalues, eigenvectors, grad_cov, lr, *, noise_factor=1.0) -
         if arr.shape != (p, p):
             raise ValueError(f"{name} must have shape ({p}, {p}) to match eigenvalues; got "
                              f"{arr.shape}")
-    if h.min() <= 0:
-        raise ValueError(f"eigenvalues must be > 0 (a strict minimum); smallest is {h.min():.3g}")
-    lr = _positive_float(lr, "lr")
-    c = _positive_float(noise_factor, "noise_factor")
-    if lr * h.max() >= 2:
-        raise StabilityError(f"lr is unstable: lr*h_max = {lr * h.max():.4g} >= 2 "
-                             f"(lr={lr:g}); discrete SGD has no stationary law")
     factor = u @ c0_factor_eigenbasis(h, u.T @ s @ u, lr, noise_factor=c)
     weight = (u / (2.0 - lr * h)) @ u.T
     return ProbeInputs(factor=factor, weight=0.5 * (weight + weight.T), lr=lr, noise_factor=c)
@@ -347,14 +336,21 @@ def c0_factor_eigenbasis(eigenvalues, grad_cov_eigenbasis, lr, *, noise_factor=1
     >>> bool(np.allclose(f @ f.T, c0, rtol=1e-12))
     True
     """
+    h, lr, c = _stable_spectrum(eigenvalues, lr, noise_factor)
+    st = _finite(grad_cov_eigenbasis, "grad_cov_eigenbasis")
+    if st.shape != (h.size, h.size):
+        raise ValueError(f"grad_cov_eigenbasis must have shape ({h.size}, {h.size}); got {st.shape}")
+    c0_tilde = lr * c * st / (h[:, None] + h[None, :] - lr * h[:, None] * h[None, :])
+    return _psd_factor(c0_tilde, "grad_cov", what="C0 built from it")
+
+
+def _stable_spectrum(eigenvalues, lr, noise_factor):
+    """(h, lr, c) checked: H's eigenvalues 1-D and > 0, lr and c > 0, lr·h_max < 2."""
     from theory import StabilityError
 
     h = _finite(eigenvalues, "eigenvalues")
     if h.ndim != 1 or h.size == 0:
         raise ValueError(f"eigenvalues must be a non-empty 1-D array; got shape {h.shape}")
-    st = _finite(grad_cov_eigenbasis, "grad_cov_eigenbasis")
-    if st.shape != (h.size, h.size):
-        raise ValueError(f"grad_cov_eigenbasis must have shape ({h.size}, {h.size}); got {st.shape}")
     if h.min() <= 0:
         raise ValueError(f"eigenvalues must be > 0 (a strict minimum); smallest is {h.min():.3g}")
     lr = _positive_float(lr, "lr")
@@ -362,8 +358,7 @@ def c0_factor_eigenbasis(eigenvalues, grad_cov_eigenbasis, lr, *, noise_factor=1
     if lr * h.max() >= 2:
         raise StabilityError(f"lr is unstable: lr*h_max = {lr * h.max():.4g} >= 2 "
                              f"(lr={lr:g}); discrete SGD has no stationary law")
-    c0_tilde = lr * c * st / (h[:, None] + h[None, :] - lr * h[:, None] * h[None, :])
-    return _psd_factor(c0_tilde, "grad_cov", what="C0 built from it")
+    return h, lr, c
 
 
 def covariance_factor(cov) -> np.ndarray:
