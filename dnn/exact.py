@@ -188,16 +188,6 @@ def seed_hessian_cache(model, data, theta, hessian_data, eigenvalues, eigenvecto
     _LAST_HESSIAN.update(key=key, value=hd.copy(), eigh=(key, w.copy(), u.copy()))
 
 
-def cached_hessian(model, data, theta):
-    """(H_data, eigenvalues, eigenvectors) at θ if both are in the in-memory cache, else None."""
-    theta = _check(model, data, theta)
-    key = _key(model, data, theta)
-    hit = _LAST_HESSIAN.get("eigh")
-    if _LAST_HESSIAN.get("key") != key or hit is None or hit[0] != key:
-        return None
-    return _LAST_HESSIAN["value"].copy(), hit[1].copy(), hit[2].copy()
-
-
 # The last data Hessian built (one P×P matrix, 46 MB at P = 2410) and, once asked for, the
 # full H's eigendecomposition (2 × 46 MB), keyed by model and content digests of x, y and
 # θ, so a cache hit is the same matrix, never a stale one.
