@@ -3,9 +3,11 @@
 Two stages. Full-batch L-BFGS (``scipy.optimize.minimize``, jitted JAX value and
 gradient) gets close; L-BFGS alone stalls around ‖∇L‖ ~ 1e-7–1e-6 because its
 line search cannot resolve loss changes below float64 round-off (|ΔL| ~ ‖∇L‖²/h).
-Then Newton steps with the exact Hessian H (P×P, P = 2410 by default, dense):
-δ = H⁻¹∇L, θ ← θ − δ, which converge quadratically and need no loss values at
-all, only gradients. A step is kept only if it lowers ‖∇L‖.
+Then Newton steps with the exact Hessian H, applied matrix-free: δ = H⁻¹∇L is
+solved by conjugate gradients on exact HVPs (:func:`newton_cg_direction`), θ ← θ − δ.
+They converge quadratically and need no loss values at all, only gradients and
+HVPs. A step is kept only if it lowers ‖∇L‖. The one dense P×P Hessian (P = 2410
+by default) is built at the polished θ*, for the positive-definiteness check.
 
 It is a *strict* minimum when ‖∇L‖ ≤ grad_tol and the smallest eigenvalue of H
 at the returned θ is > 0. Anything else raises ``NotAMinimumError``; in
@@ -24,7 +26,7 @@ import numpy as np
 
 from ._validate import positive_float as _positive_float
 
-__all__ = ["Minimum", "NotAMinimumError", "find_minimum"]
+__all__ = ["Minimum", "NotAMinimumError", "find_minimum", "newton_cg_direction"]
 
 # L-BFGS runs until its line search can make no progress (ftol ~ round-off), with a
 # cap that a tanh/softplus run on digits never reaches (it needs a few thousand).
@@ -37,6 +39,13 @@ _LBFGS_STALL = 1000
 _NEWTON_MAX_STEPS = 8
 # Step-halvings tried before a Newton step is declared useless.
 _NEWTON_MAX_HALVINGS = 6
+# Inexact Newton: a residual of 1e-4·‖∇L‖ leaves ‖∇L‖ ~1e-4 of what it was after one
+# step, plus the quadratic term, so one or two steps take 1e-8 to round-off.
+_CG_RTOL = 1e-4
+# CG iterations per Newton system.  H's condition number is ~4e4 on digits (√κ ≈ 200,
+# and most of the spectrum clusters at 2λ), so a few hundred suffice; the cap bounds
+# the time spent where H is indefinite (relu), which CG detects and stops on anyway.
+_CG_MAXITER = 1000
 
 
 class NotAMinimumError(ValueError):
@@ -88,10 +97,9 @@ def find_minimum(model, data, *, grad_tol: float = 1e-8, theta0=None, quiet: boo
         definite (smallest eigenvalue ≤ 0). The message says which, with the values.
     """
     import jax
-    import scipy.linalg
     import scipy.optimize
 
-    from .exact import full_hessian, hessian_eigh
+    from .exact import callables, hessian_eigh
     from .mlp import float64
 
     grad_tol = _positive_float(grad_tol, "grad_tol")
@@ -137,24 +145,18 @@ def find_minimum(model, data, *, grad_tol: float = 1e-8, theta0=None, quiet: boo
         if not quiet:
             print(f"L-BFGS: {lbfgs_iterations} iterations, ||grad L|| = {gnorm_lbfgs:.3g} ({res.message})")
 
-        # A Cholesky factor both proves H positive definite and solves the Newton systems,
-        # at a tenth of an eigh's cost; the spectrum is only needed for the error message.
-        hess = full_hessian(model, data, theta)
-        try:
-            chol = scipy.linalg.cho_factor(hess, lower=True, check_finite=True)
-        except np.linalg.LinAlgError:
-            raise NotAMinimumError(_indefinite_message(
-                model, np.linalg.eigvalsh(hess), gnorm_lbfgs,
-                f"after L-BFGS ({lbfgs_iterations} iterations)")) from None
-        del hess
-        newton_steps = 0
+        newton_steps, hvps, cg_stop = 0, 0, None
         gnorm = gnorm_lbfgs
-        # Newton with H fixed at L-BFGS's endpoint: θ moves by ~‖∇L‖/h_min, so H barely
-        # changes and the steps still contract fast; one factorisation serves all.
+        # Newton-CG, matrix-free: each system H δ = ∇L is solved by conjugate gradients on
+        # HVPs at the current θ, so no dense H is built before θ* (the only one built is
+        # hessian_eigh's, at θ*, which the positive-definiteness check and
+        # exact_quantities share).  This saves a P×P Hessian build per cold run.
         for _ in range(_NEWTON_MAX_STEPS):
             if gnorm <= grad_tol * 1e-2:  # well inside the tolerance: stop
                 break
-            delta = scipy.linalg.cho_solve(chol, g, check_finite=False)
+            hvp = callables(model, data, theta).hvp
+            delta, n_hvp, cg_stop = newton_cg_direction(hvp, g, rtol=_CG_RTOL, maxiter=_CG_MAXITER)
+            hvps += n_hvp
             step, accepted = 1.0, False
             for _ in range(_NEWTON_MAX_HALVINGS):
                 trial = theta - step * delta
@@ -168,11 +170,11 @@ def find_minimum(model, data, *, grad_tol: float = 1e-8, theta0=None, quiet: boo
             theta, g, gnorm = trial, g_trial, float(np.linalg.norm(g_trial))
             newton_steps += 1
         if not quiet:
-            print(f"Newton: {newton_steps} steps, ||grad L|| = {gnorm:.3g}")
+            print(f"Newton-CG: {newton_steps} steps ({hvps} HVPs), ||grad L|| = {gnorm:.3g}")
 
         if gnorm > grad_tol:
             raise NotAMinimumError(_stalled_message(model, gnorm, grad_tol, gnorm_lbfgs, lbfgs_iterations,
-                                                    newton_steps))
+                                                    newton_steps, cg_stop))
         # positive definiteness is judged at the returned θ, not at the L-BFGS point; the
         # decomposition stays cached for exact_quantities at the same θ* (dnn.exact.hessian_eigh)
         evals, _ = hessian_eigh(model, data, theta)
@@ -185,6 +187,67 @@ def find_minimum(model, data, *, grad_tol: float = 1e-8, theta0=None, quiet: boo
                    seconds=time.perf_counter() - start, h_min=float(evals[0]), h_max=float(evals[-1]))
 
 
+def newton_cg_direction(hvp, g, *, rtol: float = 1e-4, maxiter: int = 1000):
+    r"""Approximately solve H δ = g by conjugate gradients, given only v ↦ Hv.
+
+    Stops when ‖g − Hδ‖ ≤ rtol·‖g‖, after ``maxiter`` iterations, or on a direction of
+    non-positive curvature pᵀHp ≤ 0 (H is not positive definite there, so CG's
+    minimisation of ½δᵀHδ − gᵀδ is unbounded; the iterate so far is returned, as in
+    Steihaug's truncated CG).
+
+    Parameters
+    ----------
+    hvp : callable
+        ``v -> H v`` for (P,) float64 arrays; H symmetric.
+    g : (P,) array_like
+        Right-hand side (the gradient, for a Newton step θ ← θ − δ).
+    rtol : float
+        Relative residual to reach, > 0.
+    maxiter : int
+        Largest number of HVPs, >= 1.
+
+    Returns
+    -------
+    (ndarray, int, str)
+        δ, the number of HVPs used, and why CG stopped: ``"converged"``, ``"maxiter"``
+        or ``"negative curvature"``.
+
+    Examples
+    --------
+    >>> h = np.diag([1.0, 10.0, 100.0])
+    >>> d, n, why = newton_cg_direction(lambda v: h @ v, np.ones(3), rtol=1e-12)
+    >>> bool(np.allclose(h @ d, np.ones(3))), n, why
+    (True, 3, 'converged')
+    """
+    g = np.asarray(g, dtype=np.float64)
+    if g.ndim != 1 or not np.all(np.isfinite(g)):
+        raise ValueError(f"g must be a finite 1-D array; got shape {g.shape}")
+    rtol = _positive_float(rtol, "rtol")
+    if isinstance(maxiter, bool) or not isinstance(maxiter, (int, np.integer)) or maxiter < 1:
+        raise ValueError(f"maxiter must be an integer >= 1; got {maxiter!r}")
+    delta = np.zeros_like(g)
+    r = g.copy()
+    p = r.copy()
+    rr = float(r @ r)
+    stop = (rtol * np.sqrt(rr)) ** 2
+    if rr == 0.0:
+        return delta, 0, "converged"
+    for k in range(1, int(maxiter) + 1):
+        hp = np.asarray(hvp(p), dtype=np.float64)
+        curvature = float(p @ hp)
+        if not curvature > 0:
+            return delta, k, "negative curvature"
+        alpha = rr / curvature
+        delta += alpha * p
+        r -= alpha * hp
+        rr_new = float(r @ r)
+        if rr_new <= stop:
+            return delta, k, "converged"
+        p = r + (rr_new / rr) * p
+        rr = rr_new
+    return delta, int(maxiter), "maxiter"
+
+
 def _relu_note(model) -> str:
     if model.activation != "relu":
         return ""
@@ -195,10 +258,12 @@ def _relu_note(model) -> str:
             "theory applies; use activation 'tanh' or 'softplus'.")
 
 
-def _stalled_message(model, gnorm, grad_tol, gnorm_lbfgs, iters, newton_steps) -> str:
+def _stalled_message(model, gnorm, grad_tol, gnorm_lbfgs, iters, newton_steps, cg_stop) -> str:
+    curvature = ("; CG met a direction of non-positive curvature, so H is not positive definite there"
+                 if cg_stop == "negative curvature" else "")
     return (f"no strict minimum found: ||grad L|| = {gnorm:.3g} > grad_tol = {grad_tol:.3g} "
             f"(L-BFGS stopped at {gnorm_lbfgs:.3g} after {iters} iterations; {newton_steps} Newton "
-            f"steps lowered it).{_relu_note(model)}")
+            f"steps lowered it{curvature}).{_relu_note(model)}")
 
 
 def _indefinite_message(model, evals, gnorm, where) -> str:

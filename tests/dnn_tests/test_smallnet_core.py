@@ -206,6 +206,43 @@ def test_find_minimum_relu_raises_plain_error(digits):
     assert isinstance(info.value, ValueError)
 
 
+def test_newton_cg_solves_spd_systems_against_numpy():
+    from dnn.minimum import newton_cg_direction
+
+    rng = np.random.default_rng(3)
+    q, _ = np.linalg.qr(rng.standard_normal((40, 40)))
+    h = q @ np.diag(np.geomspace(1e-4, 1.0, 40)) @ q.T     # condition number 1e4, as on digits
+    g = rng.standard_normal(40)
+    d, n, why = newton_cg_direction(lambda v: h @ v, g, rtol=1e-10, maxiter=400)
+    exact = np.linalg.solve(h, g)
+    assert why == "converged" and n <= 400
+    assert np.linalg.norm(h @ d - g) <= 1e-10 * np.linalg.norm(g)
+    np.testing.assert_allclose(d, exact, rtol=1e-5)
+    # exact arithmetic needs at most one iteration per distinct eigenvalue
+    d3, n3, _ = newton_cg_direction(lambda v: np.array([2.0, 2.0, 5.0]) * v, np.ones(3), rtol=1e-12)
+    assert n3 == 2 and np.allclose(d3, [0.5, 0.5, 0.2])
+
+
+def test_newton_cg_stops_on_negative_curvature_and_maxiter():
+    from dnn.minimum import newton_cg_direction
+
+    h = np.diag([1.0, -1.0])
+    d, n, why = newton_cg_direction(lambda v: h @ v, np.array([0.0, 1.0]))
+    assert why == "negative curvature" and n == 1 and np.all(d == 0)
+    h = np.diag(np.arange(1.0, 51.0))
+    d, n, why = newton_cg_direction(lambda v: h @ v, np.ones(50), rtol=1e-14, maxiter=3)
+    assert why == "maxiter" and n == 3
+    # after k steps CG minimises the quadratic over the Krylov space: it has decreased
+    assert 0.5 * d @ h @ d - d.sum() < 0
+    assert newton_cg_direction(lambda v: v, np.zeros(4)) == (pytest.approx(np.zeros(4)), 0, "converged")
+    with pytest.raises(ValueError, match="g must be a finite"):
+        newton_cg_direction(lambda v: v, np.array([1.0, np.nan]))
+    with pytest.raises(ValueError, match="maxiter"):
+        newton_cg_direction(lambda v: v, np.ones(2), maxiter=0)
+    with pytest.raises(ValueError, match="rtol"):
+        newton_cg_direction(lambda v: v, np.ones(2), rtol=-1.0)
+
+
 def test_find_minimum_rejects_bad_arguments(subset):
     from dnn.minimum import find_minimum
 
