@@ -18,6 +18,10 @@ Beside them, the θ*-free estimate (η/4) E‖ĝ‖² from the same chains.  The
 *sound* (exit 0) when every setting is stationary (|drift z| < 4) and kept at least
 two chains; diverged chains are counted and reported, never dropped silently.
 Which predictions agree is reported, not folded into the exit status.
+
+This module runs the measurement; :mod:`validation.smallnet_plan` sizes each setting
+from the spectrum, :mod:`validation.smallnet_report` scores it and draws the table,
+verdict and figure from saved results, and :mod:`validation.smallnet_cache` keeps θ*.
 """
 
 from __future__ import annotations
@@ -30,11 +34,28 @@ from pathlib import Path
 
 import numpy as np
 
-from ._io import atomic_write_json, atomic_write_text, save_figure, synthetic_provenance
+from ._io import synthetic_provenance
+from .smallnet_plan import missing_fraction, plan_burn_in, plan_window
+from .smallnet_report import (
+    PREDICTIONS,
+    Z_MAX,
+    console_table,
+    figure,
+    markdown_table,
+    row_verdict,
+    score,
+    soundness,
+    summary_verdict,
+    verdict_lines,
+    write_outputs,
+)
 
+# The planning and report functions live in smallnet_plan and smallnet_report; they are
+# re-exported so that ``validation.smallnet`` stays the one name to import.
 __all__ = [
     "SmallnetConfig",
     "PREDICTIONS",
+    "Z_MAX",
     "run_smallnet",
     "smallnet_results",
     "plan_burn_in",
@@ -45,16 +66,13 @@ __all__ = [
     "row_verdict",
     "soundness",
     "summary_verdict",
+    "verdict_lines",
     "markdown_table",
     "console_table",
     "figure",
+    "write_outputs",
 ]
 
-# |z| < 4: a false alarm for a true prediction has probability 6e-5 per check.
-Z_MAX = 4.0
-PREDICTIONS = ("wang", "jastrzebski", "discrete", "state_dependent")
-LABELS = {"wang": "Wang (12)", "jastrzebski": "Jastrzebski (6)", "discrete": "discrete",
-          "state_dependent": "discrete + dE1"}
 ACTIVATIONS = ("tanh", "softplus", "relu")
 
 
@@ -189,316 +207,6 @@ def _real(value, name) -> float:
     if not math.isfinite(out):
         raise ValueError(f"{name} must be a finite number; got {value!r}")
     return out
-
-
-# ----------------------------------------------------------------------------- planning
-
-def missing_fraction(h, s_tilde, lr, t):
-    r"""Fraction of the stationary excess loss still missing t steps after a start at θ*.
-
-    For the additive-noise linear recursion in H's eigenbasis (h_j, Σ̃_jj = (UᵀΣU)_jj),
-    the excess loss from δ₀ = 0 is
-
-    .. math:: E_t = \sum_j \frac{\eta c_S}{2}\,\frac{\tilde\Sigma_{jj}}{2 - \eta h_j}
-              \big(1 - (1 - \eta h_j)^{2t}\big),
-
-    so the missing fraction m(t) = Σ_j a_j (1 − ηh_j)^{2t} / Σ_j a_j with
-    a_j = Σ̃_jj/(2 − ηh_j) (c_S cancels).  Off-diagonal Σ̃ does not enter: the
-    excess loss ½ tr(H C_t) only reads C_t's diagonal in that basis.
-
-    Parameters
-    ----------
-    h : (P,) array_like
-        Eigenvalues of H, > 0, with η h_max < 2.
-    s_tilde : (P,) array_like
-        diag(UᵀΣU) >= 0.
-    lr : float
-        η.
-    t : int or array_like of int
-        Steps since the start at θ*.
-
-    Returns
-    -------
-    float or ndarray
-
-    Examples
-    --------
-    >>> round(float(missing_fraction([2.0], [3.0], 0.1, 10)), 10) == round(0.8 ** 20, 10)
-    True
-    """
-    h, a = _weights(h, s_tilde, lr)
-    t = np.asarray(t, dtype=float)
-    out = np.abs(1.0 - lr * h) ** (2.0 * t[..., None]) @ a / a.sum()
-    return float(out) if out.ndim == 0 else out
-
-
-def _weights(h, s_tilde, lr):
-    h = np.asarray(h, dtype=float)
-    s = np.asarray(s_tilde, dtype=float)
-    if h.ndim != 1 or h.shape != s.shape or h.size == 0:
-        raise ValueError(f"h and s_tilde must be 1-D of the same length; got {h.shape} and {s.shape}")
-    if np.any(h <= 0) or np.any(s < 0) or not (0 < lr * h.max() < 2):
-        raise ValueError(f"need h > 0, s_tilde >= 0 and 0 < lr*h_max < 2; got h_min={h.min():.3g}, "
-                         f"min s_tilde={s.min():.3g}, lr*h_max={lr * h.max():.3g}")
-    a = s / (2.0 - lr * h)
-    if a.sum() <= 0:
-        raise ValueError("s_tilde is all zero: there is no gradient noise to settle")
-    return h, a
-
-
-def plan_burn_in(h, s_tilde, lr, *, target, max_steps=200_000):
-    """Smallest t with :func:`missing_fraction` (t) < target, capped at ``max_steps``.
-
-    Returns
-    -------
-    (int, float, bool)
-        Steps, the missing fraction they leave, and whether the cap was hit.
-    """
-    if not 0 < target < 1:
-        raise ValueError(f"target must lie in (0, 1); got {target!r}")
-    _weights(h, s_tilde, lr)
-    if missing_fraction(h, s_tilde, lr, 0) < target:
-        return 0, float(missing_fraction(h, s_tilde, lr, 0)), False
-    if missing_fraction(h, s_tilde, lr, max_steps) >= target:
-        return int(max_steps), float(missing_fraction(h, s_tilde, lr, max_steps)), True
-    lo, hi = 0, 1          # m(lo) >= target > m(hi); m decreases in t
-    while missing_fraction(h, s_tilde, lr, hi) >= target:
-        lo, hi = hi, min(2 * hi, max_steps)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if missing_fraction(h, s_tilde, lr, mid) >= target else (lo, mid)
-    return hi, float(missing_fraction(h, s_tilde, lr, hi)), False
-
-
-def plan_window(h, s_tilde_full, lr, noise_factor, n_chains, *, rel_se, min_steps=1):
-    r"""Recorded steps T for a relative SE ``rel_se`` of the across-chain mean excess loss.
-
-    Under the additive-noise linear law (C̃ the discrete covariance in H's eigenbasis),
-    the excess loss L = ½ δᵀHδ of a stationary Gaussian chain has
-    Cov(L₀, L_k) = ½ Σ_ij h_i h_j C̃_ij² (1 − ηh_j)^{2|k|}, so a chain's time average
-    over T ≫ relaxation steps has variance (1/T) Σ_ij ½ h_i h_j C̃_ij² (1+ρ_j)/(1−ρ_j),
-    ρ_j = (1 − ηh_j)².  T is chosen so that √(that / n_chains) = rel_se · E with
-    E = ½ tr(HC) the discrete law.  The state-dependent noise adds variance; the SE
-    actually reported is measured across chains, this only sizes the run.
-
-    Returns
-    -------
-    (int, float)
-        T (>= ``min_steps``), and the effective independent samples per step,
-        Var(L) / Σ_k Cov(L₀, L_k) (1 for white noise, ≈ 1/(2·relaxation steps) for slow chains).
-    """
-    h = np.asarray(h, dtype=float)
-    st = np.asarray(s_tilde_full, dtype=float)
-    if st.shape != (h.size, h.size):
-        raise ValueError(f"s_tilde_full must have shape ({h.size}, {h.size}); got {st.shape}")
-    _weights(h, np.diag(st).clip(min=0), lr)
-    c = lr * noise_factor * st / (h[:, None] + h[None, :] - lr * h[:, None] * h[None, :])
-    rho = (1.0 - lr * h) ** 2
-    tau = (1.0 + rho) / (1.0 - rho)                     # Σ_k ρ^|k|: steps per independent sample
-    var_sum = 0.5 * float(np.einsum("i,j,ij,j->", h, h, c * c, tau))
-    mean = 0.5 * float(np.sum(h * np.diag(c)))
-    steps = var_sum / (n_chains * (rel_se * mean) ** 2)
-    var_l = 0.5 * float(np.einsum("i,j,ij->", h, h, c * c))     # Var L, the k = 0 term
-    ess_per_step = var_l / var_sum
-    return max(int(math.ceil(steps)), int(min_steps)), ess_per_step
-
-
-# ----------------------------------------------------------------------------- scoring
-
-def score(observed, observed_se, value, value_se=0.0):
-    """A prediction against the observation: z = (obs − pred)/√(se_obs² + se_pred²).
-
-    ``rel_error`` = pred/obs − 1 (how far the prediction is from what SGD did).
-    """
-    se = math.sqrt(observed_se ** 2 + value_se ** 2)
-    z = (observed - value) / se if se > 0 else math.nan
-    out = {"value": float(value), "z": float(z),
-           "rel_error": float(value / observed - 1.0) if observed != 0 else math.nan,
-           "agrees": bool(abs(z) < Z_MAX)}
-    if value_se:
-        out["se"] = float(value_se)
-    return out
-
-
-def row_verdict(predictions: dict) -> dict:
-    """Which predictions agree within Z_MAX SE, and each one's relative error."""
-    agree = [k for k in PREDICTIONS if k in predictions and predictions[k]["agrees"]]
-    rejected = [k for k in PREDICTIONS if k in predictions and not predictions[k]["agrees"]]
-    parts = [f"{k} {predictions[k]['rel_error']:+.0%} (z={predictions[k]['z']:+.1f})"
-             for k in PREDICTIONS if k in predictions]
-    text = ("agree: " + (", ".join(agree) or "none") + "; " + ", ".join(parts))
-    return {"agree": agree, "rejected": rejected, "text": text}
-
-
-def soundness(rows) -> tuple:
-    """(sound, reasons): every row stationary (|drift z| < Z_MAX) with >= 2 surviving chains."""
-    reasons = []
-    for r in rows:
-        tag = f"eta*h_max={r['eta_h_max']:g}, S={r['batch_size']}"
-        kept = r["n_chains"] - r["n_diverged"]
-        if kept < 2:
-            reasons.append(f"{tag}: {r['n_diverged']} of {r['n_chains']} chains diverged, "
-                           "too few left for an SE")
-            continue
-        z = r["drift_z"]
-        if not (isinstance(z, (int, float)) and math.isfinite(z)):
-            reasons.append(f"{tag}: drift z is not a number ({z!r})")
-        elif abs(z) >= Z_MAX:
-            reasons.append(f"{tag}: not stationary, drift z = {z:+.1f} between the window's halves")
-    return (not reasons), reasons
-
-
-def summary_verdict(rows) -> dict:
-    """Per prediction: rows agreeing, relative errors; plus which chains diverged."""
-    out = {}
-    for k in PREDICTIONS:
-        scored = [r["predictions"][k] for r in rows if k in r["predictions"]]
-        if not scored:
-            continue
-        rel = [p["rel_error"] for p in scored]
-        out[k] = {"n_rows": len(scored), "n_agree": sum(p["agrees"] for p in scored),
-                  "rel_error_min": float(min(rel)), "rel_error_max": float(max(rel)),
-                  "max_abs_z": float(max(abs(p["z"]) for p in scored))}
-    tf = [r["theta_free"] for r in rows if "z" in r.get("theta_free", {})]
-    if tf:
-        out["theta_free"] = {"n_rows": len(tf), "n_agree": sum(abs(t["z"]) < Z_MAX for t in tf),
-                             "rel_error_min": float(min(t["rel_error"] for t in tf)),
-                             "rel_error_max": float(max(t["rel_error"] for t in tf))}
-    out["diverged"] = [{"eta_h_max": r["eta_h_max"], "batch_size": r["batch_size"],
-                        "n_diverged": r["n_diverged"], "n_chains": r["n_chains"]}
-                       for r in rows if r["n_diverged"]]
-    return out
-
-
-def verdict_lines(results: dict) -> list:
-    """Plain-language verdict, one line per prediction, from saved results only."""
-    net, v = results["network"], results["verdict"]
-    lines = [f"tr Sigma / tr H = {net['trace_sigma'] / net['trace_h']:.3g} "
-             f"(tr Sigma = {net['trace_sigma']:.4g}, tr H = {net['trace_h']:.4g} of which "
-             f"L2 {net['trace_h_l2']:.3g})"]
-    for k in PREDICTIONS + ("theta_free",):
-        if k not in v:
-            continue
-        s = v[k]
-        name = LABELS.get(k, "theta*-free (eta/4)E|g|^2")
-        lines.append(f"{name}: agrees within {Z_MAX:g} SE in {s['n_agree']} of {s['n_rows']} "
-                     f"settings; relative error {s['rel_error_min']:+.1%} .. {s['rel_error_max']:+.1%}")
-    big = [r for r in results["rows"] if r.get("delta_e1", {}).get("relative_to_discrete", 0) > 1]
-    if big:
-        lines.append("first order breaks down where dE1 exceeds the discrete law itself ("
-                     + ", ".join(f"eta*h_max={r['eta_h_max']:g} S={r['batch_size']}: "
-                                 f"dE1/discrete = {r['delta_e1']['relative_to_discrete']:.2g}"
-                                 for r in big) + ")")
-    for r in results["rows"]:
-        ir = r.get("identity_ratio", {})
-        if ir.get("se") and math.isfinite(ir["se"]) and abs(ir["value"] - 1) >= Z_MAX * ir["se"]:
-            # E[(θ − θ̄)·ĝ] = (η/2)E‖ĝ‖² holds at stationarity for any loss (theory.md, Yaida)
-            lines.append(f"WARNING eta*h_max={r['eta_h_max']:g}, S={r['batch_size']}: identity ratio "
-                         f"{ir['value']:.4f} ± {ir['se']:.2g} (z = {(ir['value'] - 1) / ir['se']:+.1f}); "
-                         "the window is not stationary to this precision")
-        for note in r.get("plan", {}).get("notes", []):
-            lines.append(f"NOTE eta*h_max={r['eta_h_max']:g}, S={r['batch_size']}: {note}")
-    for d in v["diverged"]:
-        lines.append(f"DIVERGED: {d['n_diverged']} of {d['n_chains']} chains at "
-                     f"eta*h_max={d['eta_h_max']:g}, S={d['batch_size']} (mean over the others)")
-    return lines
-
-
-# ----------------------------------------------------------------------------- reports
-
-def _pm(x, se, digits=4):
-    return f"{x:.{digits}g} ± {se:.2g}"
-
-
-def markdown_table(results: dict) -> str:
-    """The results table (markdown) from saved results only."""
-    head = ("| η·h_max | lr | S | observed ± SE (n) | drift z | Wang (12) [z] | Jastrzębski (6) [z] "
-            "| discrete [z] | discrete + ΔE₁ ± SE [z] | θ*-free (η/4)E‖ĝ‖² ± SE [z] | diverged |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|\n")
-    lines = []
-    for r in results["rows"]:
-        p = r["predictions"]
-
-        def cell(k):
-            mark = "" if p[k]["agrees"] else " ✗"
-            se = f" ± {p[k]['se']:.2g}" if "se" in p[k] else ""
-            return f"{p[k]['value']:.4g}{se} [{p[k]['z']:+.1f}]{mark}"
-
-        tf = r["theta_free"]
-        lines.append(
-            f"| {r['eta_h_max']:g} | {r['lr']:.4g} | {r['batch_size']} | "
-            f"{_pm(r['observed'], r['observed_se'])} ({r['n_chains'] - r['n_diverged']}) | "
-            f"{r['drift_z']:+.1f} | {cell('wang')} | {cell('jastrzebski')} | {cell('discrete')} | "
-            f"{cell('state_dependent')} | {_pm(tf['value'], tf['se'])} [{tf.get('z', math.nan):+.1f}] | "
-            f"{r['n_diverged']} of {r['n_chains']} |")
-    net = results["network"]
-    foot = (f"\n\nNetwork: {net['activation']} MLP, hidden {tuple(net['hidden'])}, P = {net['P']}, "
-            f"λ = {net['l2']:g}, N = {net['n_data']}; L* = {net['loss_star']:.6g}, "
-            f"‖∇L‖ = {net['grad_norm']:.2g}, train accuracy {net['train_accuracy']:.4f}; "
-            f"h_min = {net['h_min']:.4g}, h_max = {net['h_max']:.4g}; tr Σ = {net['trace_sigma']:.4g}, "
-            f"tr H = {net['trace_h']:.4g} (data {net['trace_h_data']:.4g} + L2 {net['trace_h_l2']:.4g}).\n\n"
-            "observed = E[L(θ) − L*] over the recorded window, mean ± SE across the n chains that did "
-            "not diverge; drift z compares the window's two halves; [z] = (observed − prediction)/"
-            "√(SE_obs² + SE_pred²); ✗ = rejected (|z| ≥ 4).  θ*-free = (η/4)E‖ĝ‖² from the same "
-            "chains, its [z] from the per-chain differences with the observed excess.\n")
-    return head + "\n".join(lines) + foot
-
-
-def console_table(results: dict) -> str:
-    """A compact fixed-width table plus the verdict, for the terminal."""
-    cols = ("eta*h", "S", "observed ± SE", "n", "drift", "Wang z", "Jastr z", "discr z",
-            "sd z", "theta-free ± SE", "div")
-    lines = ["{:>6} {:>4} {:>22} {:>4} {:>6} {:>8} {:>8} {:>8} {:>8} {:>22} {:>4}".format(*cols)]
-    for r in results["rows"]:
-        p, tf = r["predictions"], r["theta_free"]
-        lines.append("{:>6g} {:>4d} {:>22} {:>4d} {:>+6.1f} {:>+8.1f} {:>+8.1f} {:>+8.1f} {:>+8.1f} "
-                     "{:>22} {:>4d}".format(
-                         r["eta_h_max"], r["batch_size"], _pm(r["observed"], r["observed_se"]),
-                         r["n_chains"] - r["n_diverged"], r["drift_z"], p["wang"]["z"],
-                         p["jastrzebski"]["z"], p["discrete"]["z"], p["state_dependent"]["z"],
-                         _pm(tf["value"], tf["se"]), r["n_diverged"]))
-    lines += verdict_lines(results)
-    if results["sound"]:
-        lines.append("SOUND: every setting stationary (|drift z| < 4)")
-    else:
-        lines += ["NOT SOUND: " + x for x in results["sound_reasons"]]
-    return "\n".join(lines)
-
-
-def figure(results: dict):
-    """Excess loss vs η, one panel per S: observed ± 2 SE and the four predictions as lines."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    sizes = sorted({r["batch_size"] for r in results["rows"]})
-    fig, axes = plt.subplots(1, len(sizes), figsize=(5.2 * len(sizes), 4.2), squeeze=False)
-    curves = results["curves"]
-    for ax, s in zip(axes[0], sizes):
-        rows = sorted((r for r in results["rows"] if r["batch_size"] == s), key=lambda r: r["lr"])
-        lr = np.array([r["lr"] for r in rows])
-        cs = next(r["noise_factor"] for r in rows)
-        grid = np.asarray(curves["lr"])
-        ax.plot(grid, cs * np.asarray(curves["wang_per_c"]), label="Wang (12)")
-        ax.plot(grid, cs * np.asarray(curves["jastrzebski_per_c"]), "--", label="Jastrzębski (6)")
-        ax.plot(grid, cs * np.asarray(curves["discrete_per_c"]), "-.", label="discrete law")
-        sd = [r["predictions"]["state_dependent"] for r in rows]
-        ax.errorbar(lr, [p["value"] for p in sd], yerr=[2 * p.get("se", 0.0) for p in sd], fmt=":s",
-                    ms=4, capsize=2, label="discrete + ΔE₁ (± 2 SE of the probes)")
-        ax.errorbar(lr, [r["observed"] for r in rows], yerr=[2 * r["observed_se"] for r in rows],
-                    fmt="o", color="k", capsize=3, label="SGD observed ± 2 SE")
-        ax.errorbar(lr * 1.04, [r["theta_free"]["value"] for r in rows],
-                    yerr=[2 * r["theta_free"]["se"] for r in rows], fmt="^", mfc="none",
-                    color="tab:gray", capsize=2, label="θ*-free (η/4)E‖ĝ‖²")
-        ax.set(xscale="log", yscale="log", xlabel="learning rate η",
-               ylabel="stationary excess loss E L − L*", title=f"S = {s}")
-        ax.legend(fontsize=7)
-    net = results["network"]
-    fig.suptitle(f"digits MLP {net['activation']} {tuple(net['hidden'])}, P={net['P']}, "
-                 f"λ={net['l2']:g}; h_max={net['h_max']:.3g}", fontsize=9)
-    fig.tight_layout()
-    return fig
 
 
 # ----------------------------------------------------------------------------- the run
@@ -861,23 +569,6 @@ def _provenance(cfg, seeds) -> dict:
     prov["backend"] = "jax (float64, plain functions; no keras)"
     prov["device"] = device_description("jax")
     return prov
-
-
-def write_outputs(results: dict, out) -> list:
-    """smallnet.json, smallnet.md and smallnet.png in ``out`` (each written atomically)."""
-    import matplotlib.pyplot as plt
-
-    out = Path(out)
-    atomic_write_json(out / "smallnet.json", results)
-    text = ("# sgd-minima smallnet\n\n" + markdown_table(results) + "\n## Verdict\n\n"
-            + "\n".join(f"- {x}" for x in verdict_lines(results))
-            + ("\n- measurement sound: every setting stationary (|drift z| < 4)\n" if results["sound"]
-               else "\n" + "\n".join(f"- NOT SOUND: {x}" for x in results["sound_reasons"]) + "\n"))
-    atomic_write_text(out / "smallnet.md", text)
-    fig = figure(results)
-    save_figure(fig, out / "smallnet.png")
-    plt.close(fig)
-    return [out / "smallnet.json", out / "smallnet.md", out / "smallnet.png"]
 
 
 def run_smallnet(cfg: SmallnetConfig) -> int:
