@@ -28,6 +28,7 @@ __all__ = [
     "console_table",
     "figure",
     "write_outputs",
+    "load_results",
 ]
 
 # |z| < 4: a false alarm for a true prediction has probability 6e-5 per check.
@@ -41,12 +42,16 @@ def score(observed, observed_se, value, value_se=0.0):
     """A prediction against the observation: z = (obs − pred)/√(se_obs² + se_pred²).
 
     ``rel_error`` = pred/obs − 1 (how far the prediction is from what SGD did).
+    ``agrees`` is True or False, or None where there is no measurement to score
+    against (every chain diverged, so the observation or its SE is not finite):
+    such a setting neither confirms nor rejects a prediction.
     """
     se = math.sqrt(observed_se ** 2 + value_se ** 2)
-    z = (observed - value) / se if se > 0 else math.nan
+    measured = math.isfinite(observed) and math.isfinite(se) and se > 0
+    z = (observed - value) / se if measured else math.nan
     out = {"value": float(value), "z": float(z),
-           "rel_error": float(value / observed - 1.0) if observed != 0 else math.nan,
-           "agrees": bool(abs(z) < Z_MAX)}
+           "rel_error": float(value / observed - 1.0) if measured and observed != 0 else math.nan,
+           "agrees": bool(abs(z) < Z_MAX) if measured else None}
     if value_se:
         out["se"] = float(value_se)
     return out
@@ -54,8 +59,10 @@ def score(observed, observed_se, value, value_se=0.0):
 
 def row_verdict(predictions: dict) -> dict:
     """Which predictions agree within Z_MAX SE, and each one's relative error."""
-    agree = [k for k in PREDICTIONS if k in predictions and predictions[k]["agrees"]]
-    rejected = [k for k in PREDICTIONS if k in predictions and not predictions[k]["agrees"]]
+    agree = [k for k in PREDICTIONS if k in predictions and predictions[k]["agrees"] is True]
+    rejected = [k for k in PREDICTIONS if k in predictions and predictions[k]["agrees"] is False]
+    if not agree and not rejected and any(k in predictions for k in PREDICTIONS):
+        return {"agree": [], "rejected": [], "text": "no measurement (every chain diverged)"}
     parts = [f"{k} {predictions[k]['rel_error']:+.0%} (z={predictions[k]['z']:+.1f})"
              for k in PREDICTIONS if k in predictions]
     text = ("agree: " + (", ".join(agree) or "none") + "; " + ", ".join(parts))
@@ -81,17 +88,21 @@ def soundness(rows) -> tuple:
 
 
 def summary_verdict(rows) -> dict:
-    """Per prediction: rows agreeing, relative errors; plus which chains diverged."""
+    """Per prediction: rows agreeing, relative errors; plus which chains diverged.
+
+    Settings without a measurement (``agrees`` None) are left out of every count.
+    """
     out = {}
     for k in PREDICTIONS:
-        scored = [r["predictions"][k] for r in rows if k in r["predictions"]]
+        scored = [r["predictions"][k] for r in rows
+                  if k in r["predictions"] and r["predictions"][k]["agrees"] is not None]
         if not scored:
             continue
         rel = [p["rel_error"] for p in scored]
         out[k] = {"n_rows": len(scored), "n_agree": sum(p["agrees"] for p in scored),
                   "rel_error_min": float(min(rel)), "rel_error_max": float(max(rel)),
                   "max_abs_z": float(max(abs(p["z"]) for p in scored))}
-    tf = [r["theta_free"] for r in rows if "z" in r.get("theta_free", {})]
+    tf = [r["theta_free"] for r in rows if math.isfinite(r.get("theta_free", {}).get("z", math.nan))]
     if tf:
         out["theta_free"] = {"n_rows": len(tf), "n_agree": sum(abs(t["z"]) < Z_MAX for t in tf),
                              "rel_error_min": float(min(t["rel_error"] for t in tf)),
@@ -150,7 +161,7 @@ def markdown_table(results: dict) -> str:
         p = r["predictions"]
 
         def cell(k):
-            mark = "" if p[k]["agrees"] else " ✗"
+            mark = {True: "", False: " ✗", None: " (no measurement)"}[p[k]["agrees"]]
             se = f" ± {p[k]['se']:.2g}" if "se" in p[k] else ""
             return f"{p[k]['value']:.4g}{se} [{p[k]['z']:+.1f}]{mark}"
 
@@ -169,7 +180,8 @@ def markdown_table(results: dict) -> str:
             f"tr H = {net['trace_h']:.4g} (data {net['trace_h_data']:.4g} + L2 {net['trace_h_l2']:.4g}).\n\n"
             "observed = E[L(θ) − L*] over the recorded window, mean ± SE across the n chains that did "
             "not diverge; drift z compares the window's two halves; [z] = (observed − prediction)/"
-            "√(SE_obs² + SE_pred²); ✗ = rejected (|z| ≥ 4).  θ*-free = (η/4)E‖ĝ‖² from the same "
+            "√(SE_obs² + SE_pred²); ✗ = rejected (|z| ≥ 4); a setting whose chains all diverged has "
+            "no measurement and is left out of the verdict.  θ*-free = (η/4)E‖ĝ‖² from the same "
             "chains, its [z] from the per-chain differences with the observed excess.\n")
     return head + "\n".join(lines) + foot
 
@@ -229,6 +241,44 @@ def figure(results: dict):
                  f"λ={net['l2']:g}; h_max={net['h_max']:.3g}", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def load_results(path) -> dict:
+    """``smallnet.json`` as :func:`write_outputs` saw it, so tables and figure can be redrawn.
+
+    The JSON stores non-finite floats as the strings ``"nan"``, ``"inf"``, ``"-inf"``
+    (``atomic_write_json``); they come back as floats.
+
+    Raises
+    ------
+    ValueError
+        If the file is missing, is not JSON, or lacks ``network`` or ``rows``; the
+        message names the path.
+    """
+    import json
+
+    path = Path(path)
+    try:
+        with open(path) as f:
+            results = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read smallnet results {path}: {exc}") from None
+    if not isinstance(results, dict) or not all(k in results for k in ("network", "rows")):
+        raise ValueError(f"{path} is not a smallnet.json (no 'network' and 'rows')")
+    return _restore_floats(results)
+
+
+_NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+def _restore_floats(obj):
+    if isinstance(obj, dict):
+        return {k: _restore_floats(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_restore_floats(v) for v in obj]
+    if isinstance(obj, str) and obj in _NON_FINITE:
+        return _NON_FINITE[obj]
+    return obj
 
 
 def write_outputs(results: dict, out) -> list:

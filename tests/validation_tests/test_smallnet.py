@@ -318,6 +318,42 @@ def test_run_exits_1_when_a_setting_is_not_stationary(tmp_path, monkeypatch, cap
     assert "NOT SOUND: eta*h_max=0.5, S=64: not stationary, drift z = +6.0" in capsys.readouterr().out
 
 
+def test_a_setting_whose_chains_all_diverged_is_not_scored():
+    p = sn.score(math.nan, math.nan, 0.5)
+    assert p["agrees"] is None and math.isnan(p["z"]) and math.isnan(p["rel_error"])
+    dead = _row(s=64, observed=math.nan, se=math.nan, n_diverged=8)
+    dead["theta_free"] = {"value": math.nan, "se": math.nan, "z": math.nan, "rel_error": math.nan}
+    assert dead["verdict"] == {"agree": [], "rejected": [], "text": "no measurement (every chain diverged)"}
+    s = sn.summary_verdict([_row(), dead])
+    # neither a confirmation nor a rejection: only the measured setting counts
+    assert all(s[k]["n_rows"] == 1 for k in sn.PREDICTIONS) and s["theta_free"]["n_rows"] == 1
+    assert s["state_dependent"]["n_agree"] == 1 and s["wang"]["n_agree"] == 0
+    assert s["diverged"] == [{"eta_h_max": 0.5, "batch_size": 64, "n_diverged": 8, "n_chains": 8}]
+    assert sn.soundness([_row(), dead])[0] is False
+
+
+def test_tables_redraw_from_the_saved_json(tmp_path):
+    from validation.smallnet_report import load_results, write_outputs
+
+    dead = _row(s=64, observed=math.nan, se=math.nan, n_diverged=8)
+    results = _results([_row(), dead])
+    write_outputs(results, tmp_path)
+    saved = load_results(tmp_path / "smallnet.json")
+    assert math.isnan(saved["rows"][1]["observed"])           # "nan" in the file, a float again
+    md = (tmp_path / "smallnet.md").read_text()
+    assert sn.markdown_table(saved) in md
+    rows = [line for line in md.splitlines() if line.startswith("| 0.5 |")]
+    assert rows[1].count("(no measurement)") == 4 and "✗" not in rows[1]
+    assert rows[0].count("✗") == 3                  # wang, jastrzebski, discrete rejected
+    assert sn.console_table(saved) == sn.console_table(results)
+    (tmp_path / "bad.json").write_text("{\"rows\": []")
+    with pytest.raises(ValueError, match="bad.json"):
+        load_results(tmp_path / "bad.json")
+    with pytest.raises(ValueError, match="not a smallnet.json"):
+        (tmp_path / "other.json").write_text("[]")
+        load_results(tmp_path / "other.json")
+
+
 def test_figure_has_one_panel_per_batch_size_with_four_predictions():
     import matplotlib.pyplot as plt
 
