@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._validate import int_at_least as _int_at_least
 from ._validate import positive_float as _positive_float
 
 __all__ = ["Minimum", "NotAMinimumError", "find_minimum", "newton_cg_direction"]
@@ -223,8 +224,7 @@ def newton_cg_direction(hvp, g, *, rtol: float = 1e-4, maxiter: int = 1000):
     if g.ndim != 1 or not np.all(np.isfinite(g)):
         raise ValueError(f"g must be a finite 1-D array; got shape {g.shape}")
     rtol = _positive_float(rtol, "rtol")
-    if isinstance(maxiter, bool) or not isinstance(maxiter, (int, np.integer)) or maxiter < 1:
-        raise ValueError(f"maxiter must be an integer >= 1; got {maxiter!r}")
+    maxiter = _int_at_least(maxiter, "maxiter", 1)
     delta = np.zeros_like(g)
     r = g.copy()
     p = r.copy()
@@ -232,8 +232,10 @@ def newton_cg_direction(hvp, g, *, rtol: float = 1e-4, maxiter: int = 1000):
     stop = (rtol * np.sqrt(rr)) ** 2
     if rr == 0.0:
         return delta, 0, "converged"
-    for k in range(1, int(maxiter) + 1):
+    for k in range(1, maxiter + 1):
         hp = np.asarray(hvp(p), dtype=np.float64)
+        if hp.shape != g.shape:
+            raise ValueError(f"hvp must return an array of shape {g.shape}; got {hp.shape}")
         curvature = float(p @ hp)
         if not curvature > 0:
             return delta, k, "negative curvature"
@@ -245,7 +247,7 @@ def newton_cg_direction(hvp, g, *, rtol: float = 1e-4, maxiter: int = 1000):
             return delta, k, "converged"
         p = r + (rr_new / rr) * p
         rr = rr_new
-    return delta, int(maxiter), "maxiter"
+    return delta, maxiter, "maxiter"
 
 
 def _relu_note(model) -> str:

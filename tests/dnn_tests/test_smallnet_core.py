@@ -241,6 +241,8 @@ def test_newton_cg_stops_on_negative_curvature_and_maxiter():
         newton_cg_direction(lambda v: v, np.ones(2), maxiter=0)
     with pytest.raises(ValueError, match="rtol"):
         newton_cg_direction(lambda v: v, np.ones(2), rtol=-1.0)
+    with pytest.raises(ValueError, match=r"hvp must return an array of shape \(2,\); got \(3,\)"):
+        newton_cg_direction(lambda v: np.ones(3), np.ones(2))
 
 
 def test_find_minimum_rejects_bad_arguments(subset):
