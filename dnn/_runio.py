@@ -158,6 +158,21 @@ def _jsonable(obj):
     return obj
 
 
+_NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+def from_jsonable(obj):
+    """The inverse of :func:`_jsonable` for floats: the strings ``"nan"``, ``"inf"``,
+    ``"-inf"`` that :func:`atomic_write_json` stored become floats again, at any depth."""
+    if isinstance(obj, dict):
+        return {k: from_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [from_jsonable(v) for v in obj]
+    if isinstance(obj, str) and obj in _NON_FINITE:
+        return _NON_FINITE[obj]
+    return obj
+
+
 def atomic_write_json(path, obj):
     """Write ``obj`` as indented JSON atomically; non-finite floats become ``"nan"``/``"inf"``."""
     atomic_write_text(path, json.dumps(_jsonable(obj), indent=2, sort_keys=False, allow_nan=False) + "\n")

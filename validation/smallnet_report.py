@@ -142,8 +142,10 @@ def verdict_lines(results: dict) -> list:
         for note in r.get("plan", {}).get("notes", []):
             lines.append(f"NOTE eta*h_max={r['eta_h_max']:g}, S={r['batch_size']}: {note}")
     for d in v["diverged"]:
+        rest = ("no chain left: no measurement" if d["n_diverged"] >= d["n_chains"]
+                else "mean over the others")
         lines.append(f"DIVERGED: {d['n_diverged']} of {d['n_chains']} chains at "
-                     f"eta*h_max={d['eta_h_max']:g}, S={d['batch_size']} (mean over the others)")
+                     f"eta*h_max={d['eta_h_max']:g}, S={d['batch_size']} ({rest})")
     return lines
 
 
@@ -257,6 +259,8 @@ def load_results(path) -> dict:
     """
     import json
 
+    from dnn._runio import from_jsonable
+
     path = Path(path)
     try:
         with open(path) as f:
@@ -265,20 +269,7 @@ def load_results(path) -> dict:
         raise ValueError(f"cannot read smallnet results {path}: {exc}") from None
     if not isinstance(results, dict) or not all(k in results for k in ("network", "rows")):
         raise ValueError(f"{path} is not a smallnet.json (no 'network' and 'rows')")
-    return _restore_floats(results)
-
-
-_NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
-
-
-def _restore_floats(obj):
-    if isinstance(obj, dict):
-        return {k: _restore_floats(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_restore_floats(v) for v in obj]
-    if isinstance(obj, str) and obj in _NON_FINITE:
-        return _NON_FINITE[obj]
-    return obj
+    return from_jsonable(results)
 
 
 def write_outputs(results: dict, out) -> list:
