@@ -49,8 +49,8 @@ def main(argv=None):
     import numpy as np
 
     from dnn._runio import device_description
-    from dnn.data import channel_stats, standardize
-    from dnn.measure import model_ops
+    from dnn.convnet.data import channel_stats, standardize
+    from dnn.convnet.measure import model_ops
 
     model = dnn.resnet(args.depth, width=args.width, seed=0)
     ops = model_ops(model, "kld")

@@ -67,7 +67,7 @@ def main(argv=None):
     import numpy as np
 
     from dnn._runio import device_description
-    from dnn.data import channel_stats, standardize
+    from dnn.convnet.data import channel_stats, standardize
 
     xu, yy = dnn.synthetic_cifar(args.n_train, seed=0)
     mean, std = channel_stats(xu)

@@ -1,77 +1,67 @@
-"""ResNet-on-CIFAR-10 training and curvature/noise measurement with Keras 3 (JAX or TensorFlow).
+"""Measure where SGD settles on real networks: the Keras ResNet pipeline and an exact small network.
 
-``import dnn`` is cheap: it imports neither keras nor a backend. Each public name
-is loaded from its submodule on first access (PEP 562 ``__getattr__``), and
-keras itself is imported only when a model is built or trained. Choose the
-backend first, in a fresh process: ``dnn.set_backend("tensorflow")`` (default:
-``$KERAS_BACKEND``, else ``"jax"``).
+Two rooms, and what they share:
 
-``dnn.train``, ``dnn.resnet`` and ``dnn.measure`` are the *functions*, although
-submodules of the same names exist: the package refuses to let the import system
-rebind those attributes to the submodules. Reach a submodule with
-``from dnn.train import TrainConfig`` or ``importlib.import_module("dnn.train")``.
+* :mod:`dnn.convnet`: the Keras 3 ResNet pipeline (CIFAR-10, synthetic images):
+  backend, layers, model, losses, data, training, run files, curvature/noise
+  measurement, the stationary phase, and the TF/JAX autodiff primitives.
+* :mod:`dnn.exact`: the float64 JAX MLP on scikit-learn's digits, with a strict
+  minimum θ*, exact H and Σ, SGD chains and state-dependent noise probes.
+* Shared and framework-free: :mod:`dnn.estimators` (estimator maths over
+  callables), :mod:`dnn.stationary_stats` and :mod:`dnn.stationary_summary` (the
+  statistics and record of a stationary phase), ``dnn._runio`` (atomic run files
+  and provenance) and ``dnn._validate``.
+
+``dnn`` imports only :mod:`theory` of ours.  ``import dnn`` is cheap: it imports
+neither keras nor a backend.  Each public name is loaded from its submodule on
+first access (PEP 562 ``__getattr__``), and keras itself is imported only when a
+model is built or trained.  Choose the backend first, in a fresh process:
+``dnn.set_backend("tensorflow")`` (default: ``$KERAS_BACKEND``, else ``"jax"``).
+Reach a submodule by its path, e.g. ``from dnn.convnet.train import TrainConfig``.
 """
 
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 
 # public name -> submodule that defines it
 _EXPORTS = {
-    "set_backend": "backend",
-    "resnet": "resnet",
-    "load_cifar10": "data",
-    "synthetic_cifar": "data",
-    "DataError": "data",
+    "set_backend": "convnet.backend",
+    "resnet": "convnet.resnet",
+    "load_cifar10": "convnet.data",
+    "synthetic_cifar": "convnet.data",
+    "DataError": "convnet.data",
     "RunFileError": "_runio",
-    "LOSSES": "losses",
-    "get_loss": "losses",
-    "TrainConfig": "train",
-    "train": "train",
-    "load_run": "train",
-    "LoadedRun": "train",
-    "measure": "measure",
-    "estimate_run": "measure",
+    "LOSSES": "convnet.losses",
+    "get_loss": "convnet.losses",
+    "TrainConfig": "convnet.train",
+    "train": "convnet.train",
+    "load_run": "convnet.train",
+    "LoadedRun": "convnet.train",
+    "measure": "convnet.measure",
+    "estimate_run": "convnet.measure",
     "hutchinson_trace": "estimators",
     "grad_cov_trace": "estimators",
     "two_batch_noise": "estimators",
     "top_hessian_eigenvalue": "estimators",
-    "stationary_phase": "stationary",
-    "load_digits": "digits",
-    "Digits": "digits",
-    "MLP": "mlp",
-    "MLPConfig": "mlp",
-    "find_minimum": "minimum",
-    "NotAMinimumError": "minimum",
-    "Minimum": "minimum",
-    "exact_quantities": "exact",
-    "run_sgd_chains": "chains",
-    "ChainStats": "chains",
-    "state_dependent_trace": "state_noise",
-    "state_dependent_correction_estimate": "state_noise",
-    "probe_inputs": "state_noise",
-    "StateNoiseTrace": "state_noise",
+    "stationary_phase": "convnet.stationary",
+    "load_digits": "exact.digits",
+    "Digits": "exact.digits",
+    "MLP": "exact.mlp",
+    "MLPConfig": "exact.mlp",
+    "find_minimum": "exact.minimum",
+    "NotAMinimumError": "exact.minimum",
+    "Minimum": "exact.minimum",
+    "exact_quantities": "exact.hessian",
+    "run_sgd_chains": "exact.chains",
+    "ChainStats": "exact.chains",
+    "state_dependent_trace": "exact.state_noise",
+    "state_dependent_correction_estimate": "exact.state_noise",
+    "probe_inputs": "exact.state_noise",
+    "StateNoiseTrace": "exact.state_noise",
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-# Functions named like the submodule that defines them.
-_SHADOWED = frozenset(name for name, module in _EXPORTS.items() if name == module)
-
-
-class _Package(types.ModuleType):
-    def __setattr__(self, name, value):
-        # Importing dnn.train binds the submodule as attribute "train" of the package;
-        # keep the public function there instead (the module stays in sys.modules).
-        if name in _SHADOWED and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name):

@@ -27,3 +27,26 @@ def flag(value, name: str) -> bool:
     if isinstance(value, bool) or type(value).__name__ == "bool_":
         return bool(value)
     raise TypeError(f"{name} must be True or False; got {value!r} ({type(value).__name__})")
+
+
+def probe_counts(n_probes, target_rel_se, max_probes, min_probes, *, missing: str):
+    """Check a probe budget: a fixed ``n_probes``, or a target relative SE within bounds.
+
+    Returns ``(n_probes, target_rel_se, n_min, n_max)``: a fixed count gives
+    n_min = n_max = n_probes; a target runs at least max(n_probes, min_probes) and
+    at most ``max_probes`` probes.  ``missing`` is the error when neither is given.
+    """
+    if n_probes is not None:
+        n_probes = int_at_least(n_probes, "n_probes", 1)
+    elif target_rel_se is None:
+        raise ValueError(missing)
+    if target_rel_se is None:
+        return n_probes, None, n_probes, n_probes
+    target_rel_se = positive_float(target_rel_se, "target_rel_se")
+    max_probes = int_at_least(max_probes, "max_probes", 2)
+    min_probes = int_at_least(min_probes, "min_probes", 2)
+    n_min = max(n_probes or 0, min_probes)
+    if n_min > max_probes:
+        raise ValueError(f"max_probes must be >= n_probes and min_probes; got "
+                         f"max_probes={max_probes} < {n_min}")
+    return n_probes, target_rel_se, n_min, max_probes

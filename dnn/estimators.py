@@ -25,6 +25,7 @@ import numpy as np
 from theory import noise_factor
 
 from ._validate import int_at_least as _int_at_least
+from ._validate import probe_counts
 from ._validate import positive_float as _positive_float
 
 __all__ = [
@@ -193,23 +194,11 @@ def hutchinson_trace(hvp: Callable, dim_or_shapes, *, n_probes: int | None = Non
     shapes = _shapes(dim_or_shapes, "dim_or_shapes")
     rng = _rng(rng)
     n_batches, weights = _batches_and_weights(batches, batch_weights)
-    if n_probes is not None:
-        n_probes = _int_at_least(n_probes, "n_probes", 1)
-    elif batches is not None:
+    if n_probes is None and batches is not None:
         n_probes = n_batches
-    elif target_rel_se is None:
-        raise ValueError("n_probes is required without batches or target_rel_se; got None")
-    if target_rel_se is not None:
-        target_rel_se = _positive_float(target_rel_se, "target_rel_se")
-        max_probes = _int_at_least(max_probes, "max_probes", 2)
-        min_probes = _int_at_least(min_probes, "min_probes", 2)
-        n_min = max(n_probes or 0, min_probes)
-        if n_min > max_probes:
-            raise ValueError(f"max_probes must be >= n_probes and min_probes; got "
-                             f"max_probes={max_probes} < {n_min}")
-        n_max = max_probes
-    else:
-        n_min = n_max = n_probes
+    n_probes, target_rel_se, n_min, n_max = probe_counts(
+        n_probes, target_rel_se, max_probes, min_probes,
+        missing="n_probes is required without batches or target_rel_se; got None")
 
     order = _BatchOrder(n_batches, rng) if batches is not None else None
     scale = (np.ones(1) if order is None

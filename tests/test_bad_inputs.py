@@ -40,7 +40,7 @@ def _hut(hvp, dim, **kw):
 
 
 def _config(**kw):
-    from dnn.train import TrainConfig
+    from dnn.convnet.train import TrainConfig
 
     base = dict(batch_size=16, lr=0.1, epochs=1, depth=8, width=4, milestones=(), data="synthetic",
                 n_train=64, n_test=32)
@@ -166,7 +166,7 @@ def test_library_rejects_bad_input(call, exc, text):
 
 def _run_dir(tmp_path, *, status="completed", run_json=None):
     """A run folder as dnn.train leaves it, minus the weights (tests add broken files)."""
-    from dnn.train import TrainConfig
+    from dnn.convnet.train import TrainConfig
 
     run = tmp_path / "run"
     run.mkdir()
@@ -205,7 +205,7 @@ RUN_FILES = [
 
 @pytest.mark.parametrize("kw, name, text", [c[1:] for c in RUN_FILES], ids=[c[0] for c in RUN_FILES])
 def test_corrupt_run_files_are_named(kw, name, text, tmp_path):
-    from dnn.train import load_run
+    from dnn.convnet.train import load_run
 
     kw = dict(kw)
     weights = kw.pop("weights", None)
@@ -219,7 +219,7 @@ def test_corrupt_run_files_are_named(kw, name, text, tmp_path):
 
 
 def test_truncated_checkpoint_is_named(tmp_path):
-    from dnn.train import _load_checkpoint
+    from dnn.convnet.train import _load_checkpoint
 
     path = tmp_path / "checkpoint.npz"
     _truncated_npz(path)

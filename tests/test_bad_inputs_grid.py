@@ -26,7 +26,7 @@ from validation.grid import (  # noqa: E402
     run_grid,
     train_config,
 )
-from validation.stages import STAGES  # noqa: E402
+from validation.grid.stages import STAGES  # noqa: E402
 
 
 def _cli(capsys, *argv):
@@ -119,7 +119,7 @@ def test_run_grid_out_dir_naming_a_file(tmp_path):
 
 
 def test_run_grid_ray_without_ray(tmp_path, monkeypatch):
-    from validation.executors import MissingRayError
+    from validation.grid.executors import MissingRayError
 
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(MissingRayError, match=r"pip install -e '\.\[cluster\]'"):

@@ -31,7 +31,7 @@ def test_quick_progress_bar_ends_its_own_line(quick_run):
 
 def test_simulate_default_step_limit_is_sims():
     import sim
-    from validation import cmd_simulate
+    from validation.cli import simulate as cmd_simulate
 
     assert cmd_simulate.DEFAULT_MAX_STEPS == sim.DEFAULT_MAX_STEPS
 

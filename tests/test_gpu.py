@@ -20,8 +20,8 @@ SCRIPT = textwrap.dedent("""
     import json, numpy as np, dnn
     dnn.set_backend("jax")
     import jax
-    from dnn.data import channel_stats, standardize
-    from dnn.measure import model_ops
+    from dnn.convnet.data import channel_stats, standardize
+    from dnn.convnet.measure import model_ops
     model = dnn.resnet(56, seed=0)
     xu, y = dnn.synthetic_cifar(128, seed=0)
     m, s = channel_stats(xu)

@@ -1,10 +1,10 @@
-"""The stationary stage of a grid run: one call into :mod:`dnn.stationary`, one file out.
+"""The stationary stage of a grid run: one call into :mod:`dnn.convnet.stationary`, one file out.
 
 The measurement (the phase, the θ*-free observed excess loss (η_s/4)·E‖ĝ‖², the
 Polyak column, the stationarity checks, the predictions (12) and (6) and their
-ratios) lives in :mod:`dnn.stationary`, where the raw record is produced, so
+ratios) lives in :mod:`dnn.convnet.stationary`, where the raw record is produced, so
 one reader follows it in one file.  This module is the narrow interface the
-grid uses: :func:`run_stationary` calls :func:`dnn.stationary.measure_stationary`
+grid uses: :func:`run_stationary` calls :func:`dnn.convnet.stationary.measure_stationary`
 and writes its record atomically to ``run_dir/stationary.json``.
 :func:`summarize_stationary` is re-exported for ``validation``'s public API.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dnn.stationary import SCHEMA_VERSION, summarize_stationary  # noqa: F401 (re-export)
+from dnn.stationary_summary import SCHEMA_VERSION, summarize_stationary  # noqa: F401 (re-export)
 
 __all__ = ["run_stationary", "summarize_stationary", "STATIONARY_FILE", "is_current"]
 
@@ -49,9 +49,9 @@ def run_stationary(run_dir, *, lr=None, steps=2000, burn_in=None, eval_examples=
     lr : float, optional
         η_s; default: the schedule's final learning rate.
     steps, burn_in, eval_examples, record_every, n_blocks, seed
-        The phase (:func:`dnn.stationary.stationary_phase`).
+        The phase (:func:`dnn.convnet.stationary.stationary_phase`).
     measure_examples, probes, power_iters
-        The traces at θ̄ (:func:`dnn.stationary.measure_at_mean`).
+        The traces at θ̄ (:func:`dnn.convnet.stationary.measure_at_mean`).
     overwrite : bool
         Recompute even if a current ``stationary.json`` exists (a stale one, of an
         older schema, is always recomputed).
@@ -62,11 +62,11 @@ def run_stationary(run_dir, *, lr=None, steps=2000, burn_in=None, eval_examples=
     -------
     dict
         The contents of ``stationary.json``: see
-        :func:`dnn.stationary.measure_stationary` (top-level ``schema_version``,
+        :func:`dnn.convnet.stationary.measure_stationary` (top-level ``schema_version``,
         ``status``, ``phase``, ``observed``, ``polyak``, ``identity``,
         ``diagnostics``, ``predicted``, ``ratios``, ...).
     """
-    from dnn import stationary as dstat
+    from dnn.convnet import stationary as dstat
     from dnn._runio import read_json
 
     from ._io import atomic_write_json

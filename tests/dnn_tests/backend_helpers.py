@@ -5,7 +5,7 @@ is the worker of the cross-backend test: it builds the tiny network on the
 backend given by ``KERAS_BACKEND``, loads the weights the parent wrote, and
 prints the quantities the parent compares as one JSON line.
 
-References are independent of ``dnn._jax_ops`` / ``dnn._tf_ops``: the Hessian is
+References are independent of ``dnn.convnet._jax_ops`` / ``dnn.convnet._tf_ops``: the Hessian is
 ``jax.hessian`` of the flattened parameters (JAX) or ``GradientTape.jacobian`` of
 the gradient (TF), never a forward-mode HVP; per-example gradients come from an
 explicit Python loop over single examples.
@@ -24,7 +24,7 @@ L2 = 1e-3
 
 
 def keras_module():
-    from dnn.backend import import_keras
+    from dnn.convnet.backend import import_keras
     return import_keras()
 
 
@@ -141,7 +141,7 @@ def flat(arrays):
 
 def quantities(model, x, y, probe):
     """The numbers compared across backends, computed with this backend's dnn ops."""
-    from dnn.measure import model_ops
+    from dnn.convnet.measure import model_ops
 
     ops = model_ops(model, xent)
     w = np.ones(len(x), np.float32)
@@ -170,7 +170,7 @@ def build(kind, seed=0):
     """The networks of the cross-backend test: "tiny" (156 parameters) or "resnet" (dnn.resnet, depth 8, width 2)."""
     if kind == "tiny":
         return tiny_model(seed)
-    from dnn.resnet import resnet
+    from dnn.convnet.resnet import resnet
     keras = keras_module()
     keras.utils.set_random_seed(seed)
     model = resnet(8, width=2, l2=1e-4)

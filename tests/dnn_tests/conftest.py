@@ -17,7 +17,7 @@ import pytest  # noqa: E402
 
 
 def _tiny_config(**overrides):
-    from dnn.train import TrainConfig
+    from dnn.convnet.train import TrainConfig
 
     kw = dict(batch_size=16, lr=0.1, epochs=3, depth=8, width=4, milestones=(1, 2), lr_decay=0.5, loss="kld",
               augment=True, seed=0, data="synthetic", n_train=512, n_test=256)
@@ -34,7 +34,7 @@ def tiny_config():
 @pytest.fixture(scope="session")
 def reference_run(tmp_path_factory):
     """One uninterrupted tiny run (3 epochs, LR halved after epochs 1 and 2); returns (config, run_dir, info)."""
-    from dnn.train import train
+    from dnn.convnet.train import train
 
     config = _tiny_config()
     run_dir = tmp_path_factory.mktemp("reference_run")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import dnn
-from dnn.data import DataError, channel_stats, standardize
+from dnn.convnet.data import DataError, channel_stats, standardize
 
 FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 PER_BATCH = 6
@@ -175,7 +175,7 @@ def test_keras_cache_is_searched(tmp_path, monkeypatch, archive, batches):
 
 
 def test_offline_without_data_says_where_to_put_the_file(tmp_path, monkeypatch):
-    from dnn.backend import import_keras
+    from dnn.convnet.backend import import_keras
 
     keras = import_keras()
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty_home"))

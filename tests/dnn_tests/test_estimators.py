@@ -253,7 +253,7 @@ def exact(net):
 
 @pytest.fixture(scope="module")
 def measured(net):
-    from dnn.measure import measure
+    from dnn.convnet.measure import measure
     model, x, y = net
     # 40 passes over 4 batches: enough probes for a sharp 4-SE check
     return measure(model, x, y, loss=H.xent, batch_size=BATCH, n_probes=160,
@@ -261,7 +261,7 @@ def measured(net):
 
 
 def _ops(model):
-    from dnn.measure import model_ops
+    from dnn.convnet.measure import model_ops
     return model_ops(model, H.xent)
 
 
@@ -318,7 +318,7 @@ def test_measure_loss_accuracy_l2_and_lambda_max(net, measured, exact):
 
 
 def test_measure_two_batch_is_consistent_with_exact_trace(net, exact):
-    from dnn.measure import measure
+    from dnn.convnet.measure import measure
     model, x, y = net
     r = measure(model, x, y, loss=H.xent, batch_size=2, n_probes=1, power_iters=0,
                 two_batch_factor=3, seed=5)
@@ -359,13 +359,13 @@ def test_batch_norm_runs_in_inference_mode(net):
 
 
 def test_primitives_compile_once_per_model(net):
-    from dnn.measure import model_ops
+    from dnn.convnet.measure import model_ops
     model = net[0]
     assert model_ops(model, H.xent) is model_ops(model, H.xent)
 
 
 def test_progress_bars_only_when_not_quiet(net, capsys):
-    from dnn.measure import measure
+    from dnn.convnet.measure import measure
     model, x, y = net
     measure(model, x, y, loss=H.xent, batch_size=BATCH, power_iters=2, quiet=True)
     assert capsys.readouterr().err == ""
@@ -375,7 +375,7 @@ def test_progress_bars_only_when_not_quiet(net, capsys):
 
 
 def test_measure_target_rel_se(net):
-    from dnn.measure import measure
+    from dnn.convnet.measure import measure
     model, x, y = net
     r = measure(model, x, y, loss=H.xent, batch_size=BATCH, target_rel_se=0.1, power_iters=0)
     th = r["trace_hessian"]
@@ -389,21 +389,21 @@ def test_measure_target_rel_se(net):
     ({"two_batch_factor": 1}, r"two_batch_factor must be an integer >= 2; got 1"),
 ])
 def test_measure_bad_arguments(net, kwargs, match):
-    from dnn.measure import measure
+    from dnn.convnet.measure import measure
     model, x, y = net
     with pytest.raises(ValueError, match=match):
         measure(model, x, y, loss=H.xent, **kwargs)
 
 
 def test_measure_unknown_loss_name(net):
-    from dnn.measure import measure
+    from dnn.convnet.measure import measure
     model, x, y = net
     with pytest.raises(ValueError, match=r"loss must be one of .*; got 'mse'"):
         measure(model, x, y, loss="mse")
 
 
 def test_measure_bad_data_and_nonfinite_weights(net):
-    from dnn.measure import measure
+    from dnn.convnet.measure import measure
     model, x, y = net
     with pytest.raises(ValueError, match=r"y must be 1-D integer labels of length len\(x\)=60"):
         measure(model, x, y[:10], loss=H.xent)
@@ -417,7 +417,7 @@ def test_measure_bad_data_and_nonfinite_weights(net):
 
 
 def test_measure_nonfinite_gradient_is_an_error(net):
-    from dnn.measure import measure
+    from dnn.convnet.measure import measure
     model, x, y = net
     keras = H.keras_module()
 
@@ -445,14 +445,14 @@ def fake_run(net, monkeypatch, tmp_path):
     """
     model, x, y = net
     loaded = types.SimpleNamespace(config=_Config(), model=model, train=(x, y), test=(x, y))
-    fake = types.ModuleType("dnn.train")
+    fake = types.ModuleType("dnn.convnet.train")
     fake.load_run = lambda run_dir: loaded
-    monkeypatch.setitem(sys.modules, "dnn.train", fake)
+    monkeypatch.setitem(sys.modules, "dnn.convnet.train", fake)
     return tmp_path
 
 
 def test_estimate_run_writes_estimates_json(fake_run, exact, capsys):
-    from dnn.measure import estimate_run
+    from dnn.convnet.measure import estimate_run
     out = estimate_run(fake_run, examples=32, probes=8, batch_size=BATCH, quiet=True,
                        power_iters=2)
     assert capsys.readouterr().err == ""
@@ -473,7 +473,7 @@ def test_estimate_run_writes_estimates_json(fake_run, exact, capsys):
 
 @pytest.mark.parametrize("examples", [0, N_EX + 1, 2.0])
 def test_estimate_run_rejects_bad_example_counts(fake_run, examples):
-    from dnn.measure import estimate_run
+    from dnn.convnet.measure import estimate_run
     with pytest.raises(ValueError, match=rf"examples must be an integer in \[1, {N_EX}\].*"
                                          rf"got {examples!r}"):
         estimate_run(fake_run, examples=examples, quiet=True)
@@ -525,7 +525,7 @@ def test_saturated_model_is_a_degenerate_estimate():
     import keras
 
     import dnn
-    from dnn.measure import measure
+    from dnn.convnet.measure import measure
 
     model = dnn.resnet(8, width=4, seed=0)
     dense = [v for v in model.trainable_variables if v.path.startswith("logits") and "kernel" in v.path][0]

@@ -34,10 +34,10 @@ def smallnet():
     import jax
     import jax.numpy as jnp
 
-    from dnn.digits import load_digits
-    from dnn.exact import callables
-    from dnn.minimum import find_minimum
-    from dnn.mlp import MLP, MLPConfig, float64
+    from dnn.exact.digits import load_digits
+    from dnn.exact.hessian import callables
+    from dnn.exact.minimum import find_minimum
+    from dnn.exact.mlp import MLP, MLPConfig, float64
 
     data = load_digits()
     model = MLP(MLPConfig(hidden=(32,), activation="tanh", l2=1e-3), n_inputs=64, n_classes=10)
@@ -167,7 +167,7 @@ def _check_minibatch_gradient(s, idx, want):
     import jax
     import jax.numpy as jnp
 
-    from dnn.mlp import float64
+    from dnn.exact.mlp import float64
 
     with float64():
         got = np.asarray(jax.grad(s["model"].data_loss)(

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import dnn
-from dnn.backend import import_keras, to_numpy
-from dnn.losses import LOSSES, get_loss, keras_loss
+from dnn.convnet.backend import import_keras, to_numpy
+from dnn.convnet.losses import LOSSES, get_loss, keras_loss
 
 keras = import_keras()
 EPS = 1e-7  # keras.config.epsilon(): Keras' KLD clips both arguments to [EPS, 1]

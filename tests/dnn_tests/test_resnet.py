@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import dnn
-from dnn.backend import import_keras, to_numpy
+from dnn.convnet.backend import import_keras, to_numpy
 
 keras = import_keras()
 
@@ -151,7 +151,7 @@ def test_bad_arguments_raise(kw, match):
 
 
 def test_augmentation_is_a_random_crop_and_flip_of_the_padded_image():
-    from dnn.data import augmentation
+    from dnn.convnet.data import augmentation
 
     x = np.random.default_rng(0).normal(size=(16, 32, 32, 3)).astype("float32")
     layer = augmentation(seed=5)

@@ -10,9 +10,9 @@ are tiny (hidden 4, P = 310) on 60–150 digits, so the file takes well under a 
 import numpy as np
 import pytest
 
-from dnn.chains import _floyd_sample, default_record_every, run_sgd_chains
-from dnn.digits import Digits, load_digits
-from dnn.mlp import MLP, MLPConfig, float64
+from dnn.exact.chains import _floyd_sample, default_record_every, run_sgd_chains
+from dnn.exact.digits import Digits, load_digits
+from dnn.exact.mlp import MLP, MLPConfig, float64
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def test_floyd_sample_draws_distinct_indices_uniformly():
 
 @pytest.fixture(scope="module")
 def stationary_run(digits):
-    from dnn.minimum import find_minimum
+    from dnn.exact.minimum import find_minimum
 
     data = _subset(digits, 150)
     m = _model(l2=0.05)                      # strong L2: h_min ≥ 0.1, relaxation ~ 1/(η h_min) ≈ 20 steps

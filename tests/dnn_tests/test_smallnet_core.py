@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from scipy.special import logsumexp, softmax
 
-from dnn.digits import Digits, load_digits
-from dnn.mlp import MLP, MLPConfig, float64
+from dnn.exact.digits import Digits, load_digits
+from dnn.exact.mlp import MLP, MLPConfig, float64
 
 HIDDEN = 8
 
@@ -142,7 +142,7 @@ def test_functions_refuse_float32_theta(subset):
 
 @pytest.fixture(scope="module")
 def tanh_minimum(digits):
-    from dnn.minimum import find_minimum
+    from dnn.exact.minimum import find_minimum
 
     m = _model("tanh")
     return m, find_minimum(m, digits)
@@ -187,7 +187,7 @@ def test_find_minimum_tanh_is_strict(digits, tanh_minimum):
 def test_find_minimum_softplus_is_strict(digits):
     import jax
 
-    from dnn.minimum import find_minimum
+    from dnn.exact.minimum import find_minimum
 
     m = _model("softplus")
     res = find_minimum(m, digits)
@@ -198,7 +198,7 @@ def test_find_minimum_softplus_is_strict(digits):
 
 @pytest.mark.slow
 def test_find_minimum_relu_raises_plain_error(digits):
-    from dnn.minimum import NotAMinimumError, find_minimum
+    from dnn.exact.minimum import NotAMinimumError, find_minimum
 
     with pytest.raises(NotAMinimumError, match="no strict minimum found") as info:
         find_minimum(_model("relu"), digits)
@@ -207,7 +207,7 @@ def test_find_minimum_relu_raises_plain_error(digits):
 
 
 def test_newton_cg_solves_spd_systems_against_numpy():
-    from dnn.minimum import newton_cg_direction
+    from dnn.exact.minimum import newton_cg_direction
 
     rng = np.random.default_rng(3)
     q, _ = np.linalg.qr(rng.standard_normal((40, 40)))
@@ -224,7 +224,7 @@ def test_newton_cg_solves_spd_systems_against_numpy():
 
 
 def test_newton_cg_stops_on_negative_curvature_and_maxiter():
-    from dnn.minimum import newton_cg_direction
+    from dnn.exact.minimum import newton_cg_direction
 
     h = np.diag([1.0, -1.0])
     d, n, why = newton_cg_direction(lambda v: h @ v, np.array([0.0, 1.0]))
@@ -246,7 +246,7 @@ def test_newton_cg_stops_on_negative_curvature_and_maxiter():
 
 
 def test_find_minimum_rejects_bad_arguments(subset):
-    from dnn.minimum import find_minimum
+    from dnn.exact.minimum import find_minimum
 
     with pytest.raises(ValueError, match="grad_tol"):
         find_minimum(_model(), subset, grad_tol=0.0)
@@ -260,7 +260,7 @@ def test_find_minimum_rejects_bad_arguments(subset):
 
 @pytest.fixture(scope="module")
 def exact_subset(subset):
-    from dnn.exact import exact_quantities
+    from dnn.exact.hessian import exact_quantities
 
     m = _model("tanh", hidden=(4,))                    # P = 310: cheap FD Hessian
     theta = m.init(5)
@@ -294,7 +294,7 @@ def test_exact_hessian_spectrum_and_traces(subset, exact_subset):
 
 
 def test_operators_agree_with_dense_matrices(subset, exact_subset):
-    from dnn.exact import callables
+    from dnn.exact.hessian import callables
 
     m, theta, ex = exact_subset
     ops = callables(m, subset, theta)

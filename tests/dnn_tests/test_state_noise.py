@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import theory
-from dnn import state_noise
-from dnn.state_noise import (
+from dnn.exact import state_noise
+from dnn.exact.state_noise import (
     StateNoiseTrace,
     covariance_factor,
     probe_inputs,

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import dnn
-from dnn.backend import import_keras, set_backend, to_numpy
-from dnn.train import HISTORY_COLUMNS, TrainConfig, _batches
+from dnn.convnet.backend import import_keras, set_backend, to_numpy
+from dnn.convnet.train import HISTORY_COLUMNS, TrainConfig, _batches
 
 keras = import_keras()
 REPO = Path(__file__).resolve().parents[2]
@@ -119,7 +119,7 @@ def test_set_backend_rejects_unknown_and_conflicting():
 
 
 def test_bad_environment_backend(monkeypatch):
-    from dnn.backend import default_backend
+    from dnn.convnet.backend import default_backend
 
     monkeypatch.setenv("KERAS_BACKEND", "numpy")
     with pytest.raises(ValueError, match="KERAS_BACKEND must be one of .* got 'numpy'"):
@@ -153,8 +153,8 @@ def test_import_dnn_does_not_import_keras():
 def test_dnn_functions_are_not_shadowed_by_submodules():
     import importlib
 
-    importlib.import_module("dnn.train")
-    importlib.import_module("dnn.resnet")
+    importlib.import_module("dnn.convnet.train")
+    importlib.import_module("dnn.convnet.resnet")
     assert callable(dnn.train) and dnn.train.__name__ == "train"
     assert callable(dnn.resnet) and dnn.resnet.__name__ == "resnet"
 
@@ -234,7 +234,7 @@ def test_rerun_of_a_completed_run_returns_at_once(reference_run, tiny_config, tm
 
 @pytest.mark.slow
 def test_load_run_reproduces_the_last_validation(reference_run):
-    from dnn.losses import get_loss
+    from dnn.convnet.losses import get_loss
 
     config, run_dir, _ = reference_run
     run = dnn.load_run(run_dir)
@@ -376,7 +376,7 @@ def test_completed_run_with_lost_weights_is_restored_from_its_checkpoint(referen
 
 
 def test_failed_data_load_leaves_no_run_folder(tmp_path, tiny_config):
-    from dnn.data import DataError
+    from dnn.convnet.data import DataError
 
     data = tmp_path / "data"
     data.mkdir()

@@ -2,7 +2,7 @@
 
 * :func:`install`: fast stand-ins for the three grid stages, to test the grid's
   bookkeeping without training.  Each fake writes the same stage file as the real
-  stage (the keys the grid checks, :data:`validation.stages.STAGES`) and records its
+  stage (the keys the grid checks, :data:`validation.grid.stages.STAGES`) and records its
   call, so a test can count how often each stage ran and make one of them fail.
 * :func:`reference_grid`: ``sgd-minima grid --preset smoke --loss kld --shard 0/3`` in one
   process, built once per pytest session and shared by the concurrency and Ray tests.
@@ -41,7 +41,7 @@ def install(monkeypatch, *, fail=None, delay=0.0):
     import dnn
     import validation.stationary as vstat
     from dnn._runio import atomic_write_json
-    from validation import stages
+    from validation.grid import stages
 
     calls, guard = [], threading.Lock()
 

@@ -63,8 +63,8 @@ def run(backend=None):
     import numpy as np
 
     import theory
-    from dnn.backend import import_keras
-    from dnn.stationary import SAMPLER, sgd_stationary, summarize_stationary
+    from dnn.convnet.backend import import_keras
+    from dnn.convnet.stationary import SAMPLER, sgd_stationary, summarize_stationary
 
     keras = import_keras()
     ops = keras.ops

@@ -18,9 +18,10 @@ from grid_helpers import (
     run_processes,
 )
 
-from validation.grid import _jobs, get_preset, grid_runs, run_grid
-from validation.locking import RunLock
-from validation.stages import STAGES, _work
+from validation.grid import get_preset, grid_runs, run_grid
+from validation.grid.run import _jobs
+from validation.grid.locking import RunLock
+from validation.grid.stages import STAGES, _work
 
 KLD = [r.name for r in grid_runs("smoke", "kld")]
 

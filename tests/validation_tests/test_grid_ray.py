@@ -12,7 +12,7 @@ import pytest
 from grid_helpers import REFERENCE_SHARD, assert_same_results, read, reference_grid
 
 from validation.grid import get_preset, run_grid
-from validation.locking import LOCK_DIR
+from validation.grid.locking import LOCK_DIR
 
 pytestmark = pytest.mark.slow
 

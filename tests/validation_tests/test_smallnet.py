@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 import theory
-from validation import cmd_smallnet
-from validation import smallnet as sn
-from validation._args import UsageError
+from validation.cli import smallnet as cmd_smallnet
+import validation.smallnet as smallnet_pkg
+from validation.smallnet import run as sn
+from validation.cli._args import UsageError
 from validation.cli import _Parser
 
 
@@ -81,7 +82,7 @@ def test_cli_arguments_build_the_config(tmp_path, monkeypatch):
                          "--hidden", "8,8", "--quick", "--quiet", "--without-replacement",
                          "--no-cache"])
     seen = {}
-    monkeypatch.setattr(sn, "run_smallnet", lambda cfg: seen.setdefault("cfg", cfg) and 0)
+    monkeypatch.setattr(smallnet_pkg, "run_smallnet", lambda cfg: seen.setdefault("cfg", cfg) and 0)
     assert cmd_smallnet.run(args) == 0
     cfg = seen["cfg"]
     assert (cfg.eta_h, cfg.batch_sizes, cfg.hidden, cfg.chains) == ((0.1, 0.4), (16,), (8, 8), 16)
@@ -188,7 +189,7 @@ def test_sketched_trace_matches_theory_with_explicit_per_example_hessians(n_sket
     c0 = theory.sgd_covariance(h, sigma, lr, 1, discrete=True)
     evals, u = np.linalg.eigh(h)
     if eigenbasis:      # C0 = U F̃ F̃ᵀ Uᵀ, as the experiment passes it
-        from dnn.state_noise import c0_factor_eigenbasis
+        from dnn.exact.state_noise import c0_factor_eigenbasis
 
         factor = c0_factor_eigenbasis(evals, u.T @ sigma @ u, lr, noise_factor=1.0)
         np.testing.assert_allclose(u @ factor @ factor.T @ u.T, c0, rtol=1e-10, atol=1e-14)
@@ -333,7 +334,7 @@ def test_a_setting_whose_chains_all_diverged_is_not_scored():
 
 
 def test_tables_redraw_from_the_saved_json(tmp_path):
-    from validation.smallnet_report import load_results, write_outputs
+    from validation.smallnet.report import load_results, write_outputs
 
     dead = _row(s=64, observed=math.nan, se=math.nan, n_diverged=8)
     results = _results([_row(), dead])

@@ -1,11 +1,11 @@
-"""``validation.smallnet_cache``: a stored minimum is reused only after it is re-verified."""
+"""``validation.smallnet.cache``: a stored minimum is reused only after it is re-verified."""
 
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from validation.smallnet_cache import cache_dir, find_or_load_minimum, load_minimum, store
+from validation.smallnet.cache import cache_dir, find_or_load_minimum, load_minimum, store
 
 
 @pytest.fixture(autouse=True)
@@ -15,8 +15,8 @@ def _private_cache(tmp_path, monkeypatch):
 
 
 def test_disabled_cache_neither_reads_nor_writes(tmp_path):
-    from dnn.digits import load_digits
-    from dnn.mlp import MLP, MLPConfig
+    from dnn.exact.digits import load_digits
+    from dnn.exact.mlp import MLP, MLPConfig
 
     data = load_digits()
     model = MLP(MLPConfig(hidden=(2,)), n_inputs=data.n_features, n_classes=data.n_classes)
@@ -30,10 +30,10 @@ def test_cache_reuses_a_verified_minimum_and_rejects_a_tampered_one(tmp_path):
     """Tiny MLP (P = 310): a miss finds θ*, the store writes it with H and its spectrum, a
     second look-up returns the same θ* and spectrum without L-BFGS; an entry whose θ is
     nudged (‖∇L‖ > 1e-8) or whose H is wrong is rejected and recomputed."""
-    import dnn.exact as de
-    from dnn.digits import load_digits
-    from dnn.exact import exact_quantities
-    from dnn.mlp import MLP, MLPConfig
+    import dnn.exact.hessian as de
+    from dnn.exact.digits import load_digits
+    from dnn.exact.hessian import exact_quantities
+    from dnn.exact.mlp import MLP, MLPConfig
 
     data = load_digits()
     model = MLP(MLPConfig(hidden=(4,)), n_inputs=data.n_features, n_classes=data.n_classes)

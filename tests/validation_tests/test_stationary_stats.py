@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import theory
-from dnn.stationary import (
+from dnn.convnet.stationary import (
     DRIFT_Z_MAX,
     MIN_DRIFT_BLOCKS,
     MIN_N_EFF,

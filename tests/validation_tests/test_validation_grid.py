@@ -155,8 +155,8 @@ def test_the_grid_modules_import_neither_ray_nor_keras():
     import subprocess
     import sys
 
-    code = ("import sys, validation.grid, validation.cmd_grid, validation.executors, "
-            "validation.stages, validation.locking; "
+    code = ("import sys, validation.grid, validation.cli.grid, validation.grid.executors, "
+            "validation.grid.stages, validation.grid.locking; "
             "print(sorted(m for m in ('ray', 'keras', 'jax') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, check=True).stdout

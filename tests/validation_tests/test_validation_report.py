@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from matplotlib.collections import PathCollection
 
-from validation import figures as F
+from validation.report import figures as F
 from validation.report import (
     TABLE1_COLUMNS,
     build_report,

@@ -13,7 +13,7 @@ from matplotlib.collections import PathCollection
 
 from validation.grid import get_preset, grid_runs, run_grid
 from validation.report import TABLE1_COLUMNS, load_runs, make_figures
-from dnn.stationary import measure_traces
+from dnn.stationary_summary import measure_traces
 
 pytestmark = pytest.mark.slow
 

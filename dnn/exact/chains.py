@@ -1,0 +1,439 @@
+"""Many SGD chains on the MLP at stationarity around θ*, vectorised, in float64.
+
+Each chain runs θ_{k+1} = θ_k − η ĝ_k with ĝ_k the gradient of the *full*
+objective on a minibatch of S real examples,
+
+    ĝ_k = (1/S) Σ_{i∈B_k} ∇ℓ_i(θ_k) + 2λθ_k,
+
+so E[ĝ | θ] = ∇L(θ) and Cov(ĝ | θ) = c_S Σ(θ) with c_S = ``theory.noise_factor``
+(indices drawn with replacement: c_S = 1/S; or without replacement within a
+batch: c_S = (N−S)/(S(N−1))). All chains start at θ* and advance together
+(``vmap`` over chains inside ``lax`` loops under ``jit``; the leading axis of
+every state array is the chain).
+
+After ``burn_in`` steps a window of ``n_steps`` is measured, split into two
+halves for a drift check. Recorded per chain:
+- every ``record_every`` steps, the full-data excess L(θ) − L* (N forward passes
+  per chain, the expensive part; ``default_record_every`` makes it cost about as
+  much as the steps in between);
+- every step, ‖ĝ‖², (θ − θ*)·ĝ, Σĝ and Σ(θ − θ*): enough for the θ*-free
+  estimate (η/4)E‖ĝ‖² and the fluctuation–dissipation identity
+  E[(θ − θ̄)·ĝ] = (η/2)E‖ĝ‖² (theory.md), which holds for any loss.
+
+A chain whose θ or ĝ becomes non-finite, or whose excess exceeds a huge
+threshold, is frozen from that step on and reported as diverged (index and
+step); summary statistics use the other chains, and say how many.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from theory import noise_factor
+
+from .._validate import int_at_least as _int_at_least
+from .._validate import positive_float as _positive_float
+
+__all__ = ["ChainStats", "Estimate", "run_sgd_chains", "default_record_every", "benchmark_steps"]
+
+# Progress-bar granularity: enough chunks to see progress, few enough that the
+# per-call overhead (a few ms) is nothing next to the work.
+_TARGET_CHUNKS = 40
+# A cross-entropy excess of 1000 nats means logits of order 1000: the chain has left the basin.
+_DIVERGE_FACTOR = 1e3
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A mean with its standard error over ``n`` independent chains."""
+
+    value: float
+    se: float
+    n: int
+
+    @property
+    def z(self) -> float:
+        """value / se (NaN when se is 0 or undefined)."""
+        return self.value / self.se if self.se > 0 else math.nan
+
+
+@dataclass(frozen=True, eq=False)
+class ChainStats:
+    """Per-chain time averages of one SGD run (shape (n_chains,) unless noted).
+
+    Averages of diverged chains are meaningless (they stop at the divergence)
+    and are excluded from every summary; ``diverged`` says which they are.
+    """
+
+    lr: float
+    batch_size: int
+    n_chains: int
+    burn_in: int
+    n_steps: int                 # window length actually run (a multiple of 2·record_every)
+    record_every: int
+    replacement: bool
+    seed: int
+    n_data: int
+    noise_factor: float          # c_S of the sampling scheme
+    loss_star: float             # L(θ*)
+    diverge_threshold: float     # excess above which a chain counts as diverged
+    excess: np.ndarray           # mean of recorded L(θ) − L* over the window
+    excess_halves: np.ndarray    # (n_chains, 2): the same over each half
+    grad_sqnorm: np.ndarray      # mean ‖ĝ‖² over the window's steps
+    grad_sqnorm_halves: np.ndarray  # (n_chains, 2)
+    fd_lhs: np.ndarray           # mean (θ_k − θ̄)·ĝ_k, θ̄ the chain's window mean
+    theta_start: np.ndarray      # (n_chains, P) θ at the window's start
+    theta_end: np.ndarray        # (n_chains, P) θ after the window
+    theta_mean: np.ndarray       # (n_chains, P) θ̄ over the window's steps
+    diverged: np.ndarray         # bool
+    diverged_step: np.ndarray    # step (from the start, burn-in included) of divergence; -1 if none
+    n_records: int               # recorded losses per chain in the window
+    seconds: float
+
+    # ------------------------------------------------------------------ summaries
+    @property
+    def n_diverged(self) -> int:
+        return int(self.diverged.sum())
+
+    @property
+    def diverged_chains(self) -> list:
+        """Indices of the diverged chains."""
+        return [int(i) for i in np.flatnonzero(self.diverged)]
+
+    @property
+    def steps_per_second(self) -> float:
+        return (self.burn_in + self.n_steps) / self.seconds if self.seconds > 0 else math.nan
+
+    def observed(self) -> Estimate:
+        """E[L(θ) − L*]: mean over surviving chains of their window averages, ± across-chain SE."""
+        return _mean_se(self.excess[~self.diverged])
+
+    def drift_z(self) -> float:
+        """z of the mean paired difference (second half − first half) of the per-chain excess."""
+        alive = ~self.diverged
+        return _mean_se(self.excess_halves[alive, 1] - self.excess_halves[alive, 0]).z
+
+    def grad_sqnorm_mean(self) -> Estimate:
+        """E‖ĝ‖² ± across-chain SE."""
+        return _mean_se(self.grad_sqnorm[~self.diverged])
+
+    def theta_free(self) -> Estimate:
+        """(η/4)·E‖ĝ‖², the θ*-free estimate of the excess (exact for a quadratic loss)."""
+        e = self.grad_sqnorm_mean()
+        return Estimate(0.25 * self.lr * e.value, 0.25 * self.lr * e.se, e.n)
+
+    def identity_ratio(self) -> Estimate:
+        """E[(θ − θ̄)·ĝ] / ((η/2)E‖ĝ‖²), which is 1 at stationarity for any loss; delta-method SE."""
+        alive = ~self.diverged
+        a = self.fd_lhs[alive]
+        b = 0.5 * self.lr * self.grad_sqnorm[alive]
+        n = int(a.size)
+        if n < 2:
+            return Estimate(math.nan, math.nan, n)
+        ma, mb = a.mean(), b.mean()
+        r = ma / mb
+        # ratio of means: Var ≈ Var(a − r b)/(n mb²)
+        se = float(np.std(a - r * b, ddof=1) / (math.sqrt(n) * abs(mb)))
+        return Estimate(float(r), se, n)
+
+    def summary(self) -> dict:
+        """JSON-ready numbers: settings, observed ± SE, drift z, θ*-free, identity ratio, divergence."""
+        def est(e):
+            return {"value": e.value, "se": e.se, "n": e.n}
+        return {
+            "lr": self.lr, "batch_size": self.batch_size, "n_chains": self.n_chains,
+            "burn_in": self.burn_in, "n_steps": self.n_steps, "record_every": self.record_every,
+            "n_records": self.n_records, "replacement": self.replacement, "seed": self.seed,
+            "noise_factor": self.noise_factor, "loss_star": self.loss_star,
+            "observed": est(self.observed()), "drift_z": self.drift_z(),
+            "grad_sqnorm": est(self.grad_sqnorm_mean()), "theta_free": est(self.theta_free()),
+            "identity_ratio": est(self.identity_ratio()),
+            "n_diverged": self.n_diverged, "diverged_chains": self.diverged_chains,
+            "diverged_steps": [int(self.diverged_step[i]) for i in self.diverged_chains],
+            "diverge_threshold": self.diverge_threshold,
+            "seconds": self.seconds, "steps_per_second": self.steps_per_second,
+        }
+
+
+def default_record_every(batch_size: int, n_data: int) -> int:
+    """Steps between full-data loss records so that recording costs about as much as stepping.
+
+    A step costs ~3 forward passes over S examples (forward + backward), a record
+    one forward pass over N: equal at record_every ≈ N/(3S). (Digits: S=8 → 75, S=64 → 9.)
+    """
+    batch_size = _int_at_least(batch_size, "batch_size", 1)
+    n_data = _int_at_least(n_data, "n_data", 1)
+    return max(1, int(round(n_data / (3 * batch_size))))
+
+
+def run_sgd_chains(model, data, theta_star, *, lr, batch_size, n_chains, burn_in, n_steps,
+                   replacement: bool = True, seed: int = 0, record_every: int | None = None,
+                   diverge_threshold: float | None = None, quiet: bool = True) -> ChainStats:
+    r"""Run ``n_chains`` SGD chains from θ* and average their stationary statistics.
+
+    θ_{k+1} = θ_k − η ĝ_k,  ĝ_k = (1/S) Σ_{i∈B_k} ∇ℓ_i(θ_k) + 2λθ_k.
+
+    Parameters
+    ----------
+    model : dnn.exact.mlp.MLP
+    data : dnn.exact.digits.Digits
+    theta_star : array_like (P,)
+        Start of every chain and reference for L* = L(θ*).
+    lr : float
+        η > 0.
+    batch_size : int
+        S, 1 ≤ S (≤ N without replacement).
+    n_chains : int
+        Independent chains, ≥ 2 (the SEs are across chains).
+    burn_in : int
+        Steps discarded before the window, ≥ 0.
+    n_steps : int
+        Window length, ≥ 1; rounded *up* to a multiple of 2·record_every so that each
+        half holds whole records (``ChainStats.n_steps`` is the length run).
+    replacement : bool
+        Minibatch indices i.i.d. uniform (True) or distinct within a batch (False).
+    seed : int
+        Seed of all minibatch draws; the same seed gives the same result.
+    record_every : int, optional
+        Steps between full-data loss records; default ``default_record_every(S, N)``.
+    diverge_threshold : float, optional
+        Excess L − L* above which a chain counts as diverged; default 1e3·max(1, |L*|).
+    quiet : bool
+        Hide the progress bar.
+
+    Returns
+    -------
+    ChainStats
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from ._checks import check_point
+    from .mlp import float64
+
+    theta_star = check_point(model, data, theta_star)
+    lr = _positive_float(lr, "lr")
+    n_data = int(np.shape(data.x)[0])
+    batch_size = _int_at_least(batch_size, "batch_size", 1)
+    if not isinstance(replacement, bool):
+        raise TypeError(f"replacement must be a bool; got {replacement!r}")
+    if not replacement and batch_size > n_data:
+        raise ValueError(f"batch_size must be <= N = {n_data} without replacement; got {batch_size}")
+    n_chains = _int_at_least(n_chains, "n_chains", 2)
+    burn_in = _int_at_least(burn_in, "burn_in", 0)
+    n_steps = _int_at_least(n_steps, "n_steps", 1)
+    seed = _int_at_least(seed, "seed", 0)
+    record_every = (default_record_every(batch_size, n_data) if record_every is None
+                    else _int_at_least(record_every, "record_every", 1))
+    n_steps = -(-n_steps // (2 * record_every)) * (2 * record_every)
+    c_s = float(noise_factor(batch_size, n_data, replacement=replacement))
+
+    start = time.perf_counter()
+    with float64():
+        x, y = jnp.asarray(data.x, dtype=jnp.float64), jnp.asarray(data.y)
+        fns = _compiled(model, batch_size, replacement)
+        loss_star = float(fns.full_loss(jnp.asarray(theta_star), x, y))
+        threshold = (_DIVERGE_FACTOR * max(1.0, abs(loss_star)) if diverge_threshold is None
+                     else _positive_float(diverge_threshold, "diverge_threshold"))
+        P = model.n_params
+        theta = jnp.broadcast_to(jnp.asarray(theta_star), (n_chains, P))
+        keys = jax.random.split(jax.random.PRNGKey(seed), n_chains)
+        alive = jnp.ones(n_chains, dtype=bool)
+        dstep = jnp.full(n_chains, -1, dtype=jnp.int64)
+        consts = (x, y, jnp.asarray(theta_star), jnp.float64(lr), jnp.float64(loss_star),
+                  jnp.float64(threshold))
+
+        total = burn_in + n_steps
+        chunk = max(2 * record_every, -(-total // _TARGET_CHUNKS))
+        chunk = -(-chunk // record_every) * record_every   # window chunks hold whole records
+        from tqdm.auto import tqdm
+        bar = tqdm(total=total, desc=f"SGD lr={lr:.3g} S={batch_size}", unit="step", disable=quiet, leave=False)
+
+        step = 0
+        while step < burn_in:
+            n = min(chunk, burn_in - step)
+            theta, keys, alive, dstep = fns.burn(theta, keys, alive, dstep, jnp.int64(step), jnp.int64(n), *consts)
+            step += n
+            bar.update(n)
+
+        theta_start = np.asarray(theta)
+        half = n_steps // 2
+        sums = [None, None]
+        for h in range(2):
+            done = 0
+            while done < half:
+                n = min(chunk, half - done)
+                theta, keys, alive, dstep, acc = fns.window(
+                    theta, keys, alive, dstep, jnp.int64(step), jnp.int64(n // record_every),
+                    jnp.int64(record_every), *consts)
+                acc = {k: np.asarray(v, dtype=np.float64) for k, v in acc.items()}
+                sums[h] = acc if sums[h] is None else {k: sums[h][k] + acc[k] for k in acc}
+                done += n
+                step += n
+                bar.update(n)
+        bar.close()
+        theta_end = np.asarray(theta)
+        alive = np.asarray(alive)
+        dstep = np.asarray(dstep)
+
+    n_rec_half = half // record_every
+    excess_h = np.stack([s["excess"] / n_rec_half for s in sums], axis=1)
+    g2_h = np.stack([s["g2"] / half for s in sums], axis=1)
+    tot = {k: sums[0][k] + sums[1][k] for k in sums[0]}
+    # Σ(θ_k − θ̄)·ĝ_k = Σ(θ_k − θ*)·ĝ_k − (θ̄ − θ*)·Σĝ_k, with the sums taken relative to θ*
+    # so nothing large cancels.
+    dev_mean = tot["dev"] / n_steps
+    fd_lhs = (tot["dev_g"] - np.einsum("cp,cp->c", dev_mean, tot["g"])) / n_steps
+    return ChainStats(
+        lr=lr, batch_size=batch_size, n_chains=n_chains, burn_in=burn_in, n_steps=n_steps,
+        record_every=record_every, replacement=replacement, seed=seed, n_data=n_data,
+        noise_factor=c_s, loss_star=loss_star, diverge_threshold=threshold,
+        excess=excess_h.mean(axis=1), excess_halves=excess_h, grad_sqnorm=g2_h.mean(axis=1),
+        grad_sqnorm_halves=g2_h, fd_lhs=fd_lhs, theta_start=theta_start, theta_end=theta_end,
+        theta_mean=theta_star + dev_mean, diverged=~alive, diverged_step=dstep,
+        n_records=2 * n_rec_half, seconds=time.perf_counter() - start)
+
+
+def benchmark_steps(model, data, theta_star, *, batch_size, n_chains=32, n_steps=2000, lr=None,
+                    replacement=True, record_every=None, seed=0) -> dict:
+    """Measured SGD steps per second (all chains advancing together), compilation excluded.
+
+    Runs one short warm-up (compiles) and then ``n_steps`` timed steps with recording.
+    ``lr`` defaults to a small safe value (1e-3). Returns a dict with ``steps_per_second``,
+    ``chain_steps_per_second``, ``seconds`` and the settings.
+    """
+    lr = 1e-3 if lr is None else lr
+    kw = dict(lr=lr, batch_size=batch_size, n_chains=n_chains, replacement=replacement,
+              record_every=record_every, seed=seed)
+    run_sgd_chains(model, data, theta_star, burn_in=1, n_steps=1, **kw)   # compile
+    stats = run_sgd_chains(model, data, theta_star, burn_in=0, n_steps=n_steps, **kw)
+    return {"batch_size": batch_size, "n_chains": n_chains, "n_steps": stats.n_steps,
+            "record_every": stats.record_every, "replacement": replacement, "seconds": stats.seconds,
+            "steps_per_second": stats.n_steps / stats.seconds,
+            "chain_steps_per_second": stats.n_steps * n_chains / stats.seconds}
+
+
+# ---------------------------------------------------------------------- compiled kernels
+
+def _mean_se(values) -> Estimate:
+    values = np.asarray(values, dtype=np.float64)
+    n = int(values.size)
+    if n == 0:
+        return Estimate(math.nan, math.nan, 0)
+    se = float(np.std(values, ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+    return Estimate(float(values.mean()), se, n)
+
+
+class _Kernels:
+    """Jitted burn-in and window loops for one (model, S, sampling scheme).
+
+    Everything else (θ, keys, data, η, L*, step counts) is a traced argument, so
+    one compilation serves every learning rate, chunk length and seed.
+    """
+
+    def __init__(self, model, batch_size, replacement):
+        import jax
+        import jax.numpy as jnp
+
+        S = batch_size
+        grad_loss = jax.grad(model.loss)
+
+        def sample(key, n_data):
+            if replacement:
+                return jax.random.randint(key, (S,), 0, n_data)
+            return _floyd_sample(key, n_data, S)
+
+        def sgd_step(theta, key, x, y, lr):
+            key, sub = jax.random.split(key)
+            idx = sample(sub, x.shape[0])
+            g = grad_loss(theta, x[idx], y[idx])     # batch mean data gradient + 2λθ
+            return theta - lr * g, key, g
+
+        def full_loss(theta, x, y):
+            return model.loss(theta, x, y)
+
+        def guard(ok_old, new, old):
+            return jnp.where(ok_old, new, old)
+
+        # ---- one chain; vmapped below
+        def burn_one(theta, key, alive, dstep, step0, n, x, y, theta_star, lr, loss_star, thr):
+            def body(k, carry):
+                theta, key, alive, dstep = carry
+                new, key, g = sgd_step(theta, key, x, y, lr)
+                ok = alive & jnp.all(jnp.isfinite(new)) & jnp.all(jnp.isfinite(g))
+                dstep = jnp.where(alive & ~ok, step0 + k, dstep)
+                return guard(ok, new, theta), key, ok, dstep
+            theta, key, alive, dstep = jax.lax.fori_loop(0, n, body, (theta, key, alive, dstep))
+            # one loss check per chunk catches a chain that wandered off without overflowing
+            exc = full_loss(theta, x, y) - loss_star
+            ok = alive & jnp.isfinite(exc) & (exc < thr)
+            dstep = jnp.where(alive & ~ok, step0 + n - 1, dstep)
+            return theta, key, ok, dstep
+
+        def window_one(theta, key, alive, dstep, step0, n_blocks, every, x, y, theta_star, lr, loss_star, thr):
+            P = theta.shape[0]
+            zero = jnp.zeros((), theta.dtype)
+            acc0 = {"excess": zero, "g2": zero, "dev_g": zero, "g": jnp.zeros(P, theta.dtype),
+                    "dev": jnp.zeros(P, theta.dtype)}
+
+            def step_body(k, carry):
+                theta, key, alive, dstep, acc, base = carry
+                new, key, g = sgd_step(theta, key, x, y, lr)
+                ok = alive & jnp.all(jnp.isfinite(new)) & jnp.all(jnp.isfinite(g))
+                dstep = jnp.where(alive & ~ok, base + k, dstep)
+                dev = theta - theta_star
+                acc = {"excess": acc["excess"],
+                       "g2": acc["g2"] + jnp.where(ok, g @ g, 0.0),
+                       "dev_g": acc["dev_g"] + jnp.where(ok, dev @ g, 0.0),
+                       "g": acc["g"] + jnp.where(ok, g, 0.0),
+                       "dev": acc["dev"] + jnp.where(ok, dev, 0.0)}
+                return guard(ok, new, theta), key, ok, dstep, acc, base
+
+            def block_body(b, carry):
+                theta, key, alive, dstep, acc = carry
+                base = step0 + b * every
+                theta, key, alive, dstep, acc, _ = jax.lax.fori_loop(
+                    0, every, step_body, (theta, key, alive, dstep, acc, base))
+                exc = full_loss(theta, x, y) - loss_star
+                ok = alive & jnp.isfinite(exc) & (exc < thr)
+                dstep = jnp.where(alive & ~ok, base + every - 1, dstep)
+                acc = dict(acc, excess=acc["excess"] + jnp.where(ok, exc, 0.0))
+                return theta, key, ok, dstep, acc
+
+            return jax.lax.fori_loop(0, n_blocks, block_body, (theta, key, alive, dstep, acc0))
+
+        chains = (0, 0, 0, 0) + (None,) * 8
+        self.burn = jax.jit(jax.vmap(burn_one, in_axes=chains))
+        self.window = jax.jit(jax.vmap(window_one, in_axes=chains + (None,),
+                                       out_axes=(0, 0, 0, 0, 0)))
+        self.full_loss = jax.jit(full_loss)
+
+
+def _floyd_sample(key, n_data, size):
+    """S distinct indices, uniform over S-subsets (Floyd's algorithm): O(S²) work, not O(N).
+
+    For j = N−S … N−1: draw t uniform in [0, j]; take t unless already taken, else take j.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    keys = jax.random.split(key, size)
+    chosen = jnp.full(size, -1, dtype=jnp.int32)
+
+    def body(k, chosen):
+        j = n_data - size + k
+        t = jax.random.randint(keys[k], (), 0, j + 1)
+        taken = jnp.any(chosen == t)
+        return chosen.at[k].set(jnp.where(taken, j, t).astype(jnp.int32))
+
+    return jax.lax.fori_loop(0, size, body, chosen)
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled(model, batch_size, replacement) -> _Kernels:
+    return _Kernels(model, batch_size, replacement)
