@@ -2,7 +2,10 @@
 
 Continuous-time (OU) results of Wang (2019) and Jastrzębski et al. (2018), the exact
 discrete-time correction, the exact finite-sum least-squares law, and the first-order
-state-dependent noise correction for general networks.  See
+state-dependent noise correction for general networks.  Each stationary law also takes
+heavy-ball ``momentum=β`` (:mod:`theory.momentum` derives the stacked system).  The full
+linear theory with state-dependent noise to all orders, and the mean-square stability
+edge beyond which it does not exist, are in :mod:`theory.stability`.  See
 ``docs/theory.md`` in the shared notes for conventions.
 """
 
@@ -14,7 +17,16 @@ from .least_squares import (
     least_squares_stationary,
 )
 from .lyapunov import stationary_covariance
+from .momentum import heavy_ball_covariance
 from .sampling import noise_factor
+from .stability import (
+    StabilityEdge,
+    directional_growth_factor,
+    expected_loss_linear,
+    linear_stationary_covariance,
+    mean_square_stability_edge,
+    second_moment_spectral_radius,
+)
 from .state_dependent import (
     state_dependent_correction,
     state_dependent_correction_from_trace,
@@ -39,6 +51,13 @@ __all__ = [
     "expected_loss_discrete",
     "expected_grad_sqnorm",
     "expected_sq_distance",
+    "heavy_ball_covariance",
+    "second_moment_spectral_radius",
+    "mean_square_stability_edge",
+    "StabilityEdge",
+    "linear_stationary_covariance",
+    "expected_loss_linear",
+    "directional_growth_factor",
     "least_squares_moments",
     "LeastSquaresMoments",
     "least_squares_stationary",

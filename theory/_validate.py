@@ -7,6 +7,8 @@ argument and show the offending value.
 
 from __future__ import annotations
 
+import math
+import numbers
 import warnings
 
 import numpy as np
@@ -135,11 +137,34 @@ def scalar_lr(lr) -> float:
     return float(arr)
 
 
-def stable(lr: float, h_max: float) -> None:
-    if lr * h_max >= 2:
-        raise StabilityError(f"lr is unstable: lr*h_max = {lr * h_max:.4g} >= 2 "
-                             f"(lr={lr:g}, largest Hessian eigenvalue {h_max:.4g}); "
-                             "discrete SGD has no stationary law")
+def momentum(value) -> float:
+    """Heavy-ball momentum β: a finite real number with 0 <= β < 1.
+
+    Bools and strings are refused rather than coerced (``True`` would read as β = 1,
+    ``"0.5"`` is a typo for a number).  β = 1 has no stationary law: the velocity
+    then never forgets its past.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise ValueError(f"momentum must be a real number in [0, 1); got {value!r}")
+    beta = float(value)
+    if not math.isfinite(beta) or not 0.0 <= beta < 1.0:
+        raise ValueError(f"momentum must be finite and in [0, 1); got {beta}")
+    return beta
+
+
+def stable(lr: float, h_max: float, momentum: float = 0.0) -> None:
+    """Raise StabilityError unless η·h_max < 2(1 + β) (every 2×2 heavy-ball block contracts)."""
+    if momentum == 0.0:
+        if lr * h_max >= 2:
+            raise StabilityError(f"lr is unstable: lr*h_max = {lr * h_max:.4g} >= 2 "
+                                 f"(lr={lr:g}, largest Hessian eigenvalue {h_max:.4g}); "
+                                 "discrete SGD has no stationary law")
+        return
+    bound = 2.0 * (1.0 + momentum)
+    if lr * h_max >= bound:
+        raise StabilityError(f"lr is unstable: lr*h_max = {lr * h_max:.4g} >= 2(1+momentum) = "
+                             f"{bound:.4g} (lr={lr:g}, momentum={momentum:g}, largest Hessian "
+                             f"eigenvalue {h_max:.4g}); heavy-ball SGD has no stationary law")
 
 
 def _first(arr: np.ndarray, mask: np.ndarray):

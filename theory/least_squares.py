@@ -7,6 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _validate as v
+from ._second_moment import spectral_radius_on_symmetric
+from .momentum import MAX_DIM as _MAX_DIM_MOMENTUM
+from .momentum import least_squares_momentum_solve, stacked_radius, state_dependent_operator
 from .sampling import noise_factor
 
 __all__ = ["LeastSquaresMoments", "least_squares_moments", "LeastSquaresStationary",
@@ -79,9 +82,10 @@ class LeastSquaresStationary:
     expected_sq_distance: float    # E‖θ − θ*‖² = tr C
     noise_factor: float            # c_S
     spectral_radius: float         # ρ of the second-moment map; < 1 for a stationary law
+    momentum: float = 0.0          # heavy-ball β (ρ is then of the stacked (θₜ, θₜ₋₁) map)
 
 
-def least_squares_stationary(X, y, lr, batch_size, *, replacement=True):
+def least_squares_stationary(X, y, lr, batch_size, *, replacement=True, momentum=0.0):
     r"""Exact stationary covariance of SGD with real minibatches on least squares.
 
     For L(θ) = (1/2N) Σ_i (x_iᵀθ − y_i)², per-example gradients at θ = θ* + δ are
@@ -94,6 +98,20 @@ def least_squares_stationary(X, y, lr, batch_size, *, replacement=True):
     solved by vectorisation (a d² × d² system).  A stationary law exists iff the
     second-moment map C ↦ (I−ηH)C(I−ηH) + η²c_S[(1/N)Σ A_i C A_i − HCH], a positive
     map, has spectral radius < 1; this is checked, and is stricter than η h_max < 2.
+
+    With heavy-ball momentum β (θ' = θ + β(θ − θ₋) − ηĝ) stack z = (δₜ, δₜ₋₁):
+
+    .. math::
+        Z = A Z A^\top + \eta^2 c_S\, E_1\Big[\Sigma + \frac1N\sum_i A_i Z_{00} A_i
+            - H Z_{00} H\Big] E_1^\top,\qquad
+        A = \begin{pmatrix} (1+\beta)I - \eta H & -\beta I \\ I & 0 \end{pmatrix}
+
+    (the noise at step t depends on θₜ only and is uncorrelated with the past).  Given
+    Z₀₀ this is the additive-noise Stein equation, whose top-left block is
+    η²c_S G ⊙ (noise) in H's eigenbasis (Eq. M4 of :mod:`theory.momentum`), so
+    Cov(θ − θ*) = Z₀₀ solves a d² × d² system.  The stacked map's spectral radius ρ is
+    found by bisection (:func:`theory.momentum.stacked_radius`); a stationary law
+    exists iff ρ < 1, which needs η h_max < 2(1+β) and more.
 
     Parameters
     ----------
@@ -108,6 +126,8 @@ def least_squares_stationary(X, y, lr, batch_size, *, replacement=True):
     replacement : bool
         i.i.d. draws with replacement (c_S = 1/S) or a uniformly random batch
         without replacement (c_S = (N−S)/(S(N−1))).
+    momentum : float
+        Heavy-ball β, 0 <= β < 1 (0: plain SGD); β > 0 needs d <= 32.
 
     Returns
     -------
@@ -116,13 +136,14 @@ def least_squares_stationary(X, y, lr, batch_size, *, replacement=True):
     Raises
     ------
     ValueError
-        Non-finite or mis-shaped data, rank-deficient X, bad lr or batch_size.
+        Non-finite or mis-shaped data, rank-deficient X, bad lr, batch_size or
+        momentum.
     StabilityError
-        No stationary law (spectral radius >= 1).
+        η h_max >= 2(1+β) with momentum, or no stationary law (spectral radius >= 1).
 
     References
     ----------
-    theory.md, "Real minibatch noise is state-dependent" (derived).
+    theory.md, "Real minibatch noise is state-dependent" and "Momentum" (derived).
 
     Examples
     --------
@@ -134,15 +155,31 @@ def least_squares_stationary(X, y, lr, batch_size, *, replacement=True):
     >>> rhs = e * c * (r.grad_cov + np.einsum("nij,jk,nkl->il", A, C, A) / 50 - H @ C @ H)
     >>> bool(np.allclose(H @ C + C @ H - e * H @ C @ H, rhs))
     True
+
+    With momentum, C is the top-left block of the stacked fixed point (2d)² solve:
+
+    >>> r = least_squares_stationary(X, y, 0.05, 5, momentum=0.9)
+    >>> A = np.block([[1.9 * np.eye(3) - e * H, -0.9 * np.eye(3)], [np.eye(3), 0 * H]])
+    >>> K = np.einsum("ni,nj,jk,nk,nl->il", X, X, r.covariance, X, X) / 50 - H @ r.covariance @ H
+    >>> Q = np.zeros((6, 6)); Q[:3, :3] = e * e * c * (r.grad_cov + K)
+    >>> Z = np.linalg.solve(np.eye(36) - np.kron(A, A), Q.ravel()).reshape(6, 6)
+    >>> bool(np.allclose(Z[:3, :3], r.covariance, rtol=1e-10, atol=0))
+    True
     """
     replacement = v.flag(replacement, "replacement")
+    beta = v.momentum(momentum)
     m = least_squares_moments(X, y)
     x, hess, sigma, theta_star, resid = m.X, m.hessian, m.grad_cov, m.minimizer, m.residuals
     n, d = x.shape
     if d > _MAX_DIM:
         raise ValueError(f"X has d={d} columns; the d^2 x d^2 solve supports d <= {_MAX_DIM}")
+    if beta and d > _MAX_DIM_MOMENTUM:
+        raise ValueError(f"X has d={d} columns; with momentum the solve supports "
+                         f"d <= {_MAX_DIM_MOMENTUM}")
     lr = v.scalar_lr(lr)
     c = float(noise_factor(batch_size, n, replacement))
+    if beta:
+        return _with_momentum(m, lr, c, beta, batch_size)
     lam = m.eigvals
 
     eye = np.eye(d)
@@ -152,7 +189,7 @@ def least_squares_stationary(X, y, lr, batch_size, *, replacement=True):
     hh = np.kron(hess, hess)
     step = np.kron(eye - lr * hess, eye - lr * hess)
     second_moment_map = step + lr**2 * c * (fourth - hh)
-    radius = _spectral_radius_on_symmetric(second_moment_map, d)
+    radius = spectral_radius_on_symmetric(second_moment_map, d)
     if radius >= 1.0:
         raise v.StabilityError(f"lr={lr:g}, batch_size={batch_size} has no stationary law: "
                                f"second-moment spectral radius {radius:.4g} >= 1 "
@@ -174,11 +211,29 @@ def least_squares_stationary(X, y, lr, batch_size, *, replacement=True):
     )
 
 
-def _spectral_radius_on_symmetric(op: np.ndarray, d: int) -> float:
-    """Largest |eigenvalue| of a symmetric operator restricted to symmetric matrices."""
-    swap = np.arange(d * d).reshape(d, d).T.reshape(-1)
-    # P_sym = (I + K)/2 with K the commutation matrix; op commutes with K.
-    sym_op = 0.5 * (op + op[:, swap])
-    sym_op = 0.5 * (sym_op + sym_op.T)
-    lam = np.linalg.eigvalsh(sym_op)
-    return float(max(abs(lam[0]), abs(lam[-1])))
+def _with_momentum(m: LeastSquaresMoments, lr: float, c: float, beta: float,
+                   batch_size) -> LeastSquaresStationary:
+    """The heavy-ball branch of :func:`least_squares_stationary` (inputs validated)."""
+    lam, u = m.eigvals, m.eigvecs
+    v.stable(lr, lam[-1], beta)
+    kmat = state_dependent_operator(m.X @ u, lam)
+    radius = stacked_radius(kmat, lam, lr, c, beta)
+    if radius >= 1.0:
+        raise v.StabilityError(f"lr={lr:g}, batch_size={batch_size}, momentum={beta:g} has no "
+                               f"stationary law: second-moment spectral radius {radius:.4g} "
+                               f">= 1 (lr*h_max = {lr * lam[-1]:.4g})")
+    cov = least_squares_momentum_solve(kmat, lam, u, m.grad_cov, lr, c, beta)
+    hess, n = m.hessian, m.X.shape[0]
+    return LeastSquaresStationary(
+        minimizer=m.minimizer,
+        loss_star=float(m.residuals @ m.residuals / (2 * n)),
+        hessian=hess,
+        grad_cov=m.grad_cov,
+        covariance=cov,
+        expected_excess_loss=float(0.5 * np.sum(hess * cov)),
+        expected_grad_sqnorm=float(np.sum((hess @ hess) * cov)),
+        expected_sq_distance=float(np.trace(cov)),
+        noise_factor=c,
+        spectral_radius=radius,
+        momentum=beta,
+    )

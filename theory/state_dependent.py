@@ -18,6 +18,7 @@ from collections.abc import Callable
 import numpy as np
 
 from . import _validate as v
+from ._second_moment import k_operator_of_stack, per_example_stack
 from .lyapunov import _solve_in_eigenbasis
 from .sampling import noise_factor
 
@@ -226,7 +227,7 @@ def _setup(hessian, grad_cov, lr, batch_size, per_example_hessians, k_operator, 
         raise ValueError("give exactly one of per_example_hessians and k_operator; got "
                          + ("neither" if k_operator is None else "both"))
     if per_example_hessians is not None:
-        stack = _stack(per_example_hessians, d)
+        stack = per_example_stack(per_example_hessians, d)
         n = stack.shape[0]
         if n_data is not None and (np.shape(n_data) != ()
                                    or float(v.finite_array(n_data, "n_data")) != n):
@@ -235,7 +236,7 @@ def _setup(hessian, grad_cov, lr, batch_size, per_example_hessians, k_operator, 
         if not replacement:
             # With replacement c_S = 1/S needs no N, and S > N is a legitimate draw.
             n_data = n
-        k_of = _stack_operator(stack)
+        k_of = k_operator_of_stack(stack)
     else:
         k_of = _checked_operator(k_operator, d)
     lr = v.scalar_lr(lr)
@@ -250,32 +251,6 @@ def _discrete_covariance(h, u, lr, c, rhs):
     """X solving H X + X H − η H X H = η c_S · rhs, in the eigenbasis of H."""
     denom = h[:, None] + h[None, :] - lr * h[:, None] * h[None, :]
     return lr * c * _solve_in_eigenbasis(rhs, h, u, denom)
-
-
-def _stack(value, d: int) -> np.ndarray:
-    a = v.finite_array(value, "per_example_hessians", ndim=3)
-    if a.shape[0] == 0 or a.shape[1:] != (d, d):
-        raise ValueError(f"per_example_hessians must have shape (n, {d}, {d}) with n >= 1 "
-                         f"to match hessian; got {a.shape}")
-    scale = max(float(np.max(np.abs(a))), np.finfo(float).tiny)
-    asym = np.max(np.abs(a - a.transpose(0, 2, 1)), axis=(1, 2))
-    i = int(np.argmax(asym))
-    # Same relative tolerance as theory's symmetric-matrix check (round-off only).
-    if asym[i] > 1e-8 * scale:
-        raise ValueError(f"per_example_hessians must be symmetric; entry {i} has "
-                         f"max |A - A^T| = {asym[i]:.3g}")
-    return 0.5 * (a + a.transpose(0, 2, 1))
-
-
-def _stack_operator(stack: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-    # The centred form (1/N) Σ D_i C D_i, D_i = H_i − H̄, equals (1/N) Σ H_i C H_i − H̄CH̄
-    # without the cancellation between two large terms.
-    dev = stack - stack.mean(axis=0)
-
-    def k_of(c):
-        out = np.einsum("nik,nkl->il", np.einsum("nij,jk->nik", dev, c), dev) / dev.shape[0]
-        return 0.5 * (out + out.T)
-    return k_of
 
 
 def _checked_operator(k_operator, d: int) -> Callable[[np.ndarray], np.ndarray]:
