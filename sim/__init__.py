@@ -1,7 +1,7 @@
 """Vectorised simulators of SGD near a minimum, with honest error bars.
 
 Four parts kept apart (style.md): problems (:mod:`sim.problems`), steppers
-(:mod:`sim.sgd`, :mod:`sim.sde`, :mod:`sim.ou`), the noise source (a
+(:mod:`sim.sgd`, :mod:`sim.heavy_ball`, :mod:`sim.sde`, :mod:`sim.ou`), the noise source (a
 ``numpy.random.Generator`` passed in, :mod:`sim.noise`) and recorders
 (:mod:`sim.stats`); one driver, :func:`simulate`, combines them and returns a
 :class:`SimulationResult`.  The leading array axis is always chains.
@@ -10,6 +10,7 @@ Four parts kept apart (style.md): problems (:mod:`sim.problems`), steppers
 from .budget import DEFAULT_MAX_STEPS, BudgetError
 from . import budget
 from .driver import METHODS, make_stepper, simulate, simulation_memory
+from .heavy_ball import HeavyBallGaussian, MinibatchHeavyBall
 from .noise import NORMALS, NormalSource
 from .ou import exact_ou, ou_transition_cov
 from .problems import GaussianQuadratic, LeastSquares, misaligned_problem
@@ -47,6 +48,8 @@ __all__ = [
     "gaussian_sgd",
     "MinibatchSGD",
     "second_moment_radius",
+    "HeavyBallGaussian",
+    "MinibatchHeavyBall",
     "euler_maruyama",
     "euler_maruyama_path",
     "sdeint_path",

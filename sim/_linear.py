@@ -96,18 +96,25 @@ class LinearGaussian:
 
     def noise(self, source, out: np.ndarray) -> None:
         """Fill the C-contiguous ``out`` (..., d) with independent N(0, Q) draws."""
-        d = out.shape[-1]
-        factor = self._factor
-        if factor.shape[1] == 0:
-            out[...] = 0.0
-        elif self._lower:
-            source.standard_normal(out)
-            # (K·c, d) C-order is (d, K·c) Fortran-order: trmm overwrites it with F Z.
-            res = _TRMM[out.dtype](1.0, factor, out.reshape(-1, d).T, side=0, lower=1,
-                                   overwrite_b=1)
-            if not np.shares_memory(res, out):          # pragma: no cover - BLAS copied
-                out.reshape(-1, d)[...] = res.T
-        else:
-            z = np.empty((out.size // d, factor.shape[1]), dtype=out.dtype)
-            source.standard_normal(z)
-            np.matmul(z, factor.T, out=out.reshape(-1, d))
+        fill_noise(source, out, self._factor, self._lower)
+
+
+def fill_noise(source, out: np.ndarray, factor: np.ndarray, lower: bool) -> None:
+    """Fill the C-contiguous ``out`` (..., d) with N(0, F Fᵀ) draws (F from noise_factor_matrix).
+
+    ``factor`` is Fortran-ordered in ``out``'s dtype; ``lower`` says it is triangular.
+    """
+    d = out.shape[-1]
+    if factor.shape[1] == 0:
+        out[...] = 0.0
+    elif lower:
+        source.standard_normal(out)
+        # (K·c, d) C-order is (d, K·c) Fortran-order: trmm overwrites it with F Z.
+        res = _TRMM[out.dtype](1.0, factor, out.reshape(-1, d).T, side=0, lower=1,
+                               overwrite_b=1)
+        if not np.shares_memory(res, out):              # pragma: no cover - BLAS copied
+            out.reshape(-1, d)[...] = res.T
+    else:
+        z = np.empty((out.size // d, factor.shape[1]), dtype=out.dtype)
+        source.standard_normal(z)
+        np.matmul(z, factor.T, out=out.reshape(-1, d))

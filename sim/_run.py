@@ -21,7 +21,10 @@ class Shard:
     def __init__(self, stepper, source, x0, recorder, block):
         self.stepper, self.source, self.recorder = stepper, source, recorder
         self.state = stepper.init(source, x0)
-        self.buf = np.empty((block,) + x0.shape, dtype=getattr(stepper, "dtype", "float64"))
+        # x0 may be a stacked (position, velocity) start; blocks hold positions only.
+        self.buf = np.empty((block, x0.shape[0], recorder.dim),
+                            dtype=getattr(stepper, "dtype", "float64"))
+        recorder.remember(x0[:, :recorder.dim])
 
     def run(self, n: int, j0: int) -> None:
         """Advance n steps; record the rows with j >= 0 (j0 is the first row's step index)."""
@@ -29,6 +32,8 @@ class Shard:
         self.state = self.stepper.advance(self.state, self.source, out)
         if j0 + n > 0:
             self.recorder.update(out, j0)
+        elif j0 + n == 0:                       # the last burn-in state precedes step 0
+            self.recorder.remember(out[-1])
 
 
 def run_shards(shards, *, burn_in: int, n_steps: int, block: int, workers: int,

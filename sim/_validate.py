@@ -12,10 +12,11 @@ import numbers
 
 import numpy as np
 
-from theory._validate import check_psd, finite_array, flag
+from theory._validate import check_psd, finite_array, flag, momentum
 from theory._validate import square_symmetric as symmetric
 
-__all__ = ["check_psd", "finite_array", "flag", "symmetric"]  # re-exported for sim's modules
+# re-exported for sim's modules
+__all__ = ["check_psd", "finite_array", "flag", "momentum", "symmetric"]
 
 
 def spd_eigh(a: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:

@@ -1,9 +1,10 @@
 r"""One driver: problem × method × sampler → stationary statistics with honest error bars.
 
-``simulate`` builds a stepper (sgd.py, sde.py, ou.py), draws each chain's start from
-the continuous-time stationary law N(0, η c_S Γ) (HΓ + ΓH = Σ), discards a burn-in of
-``BURN_IN_RELAXATIONS`` second-moment relaxation times, then time-averages the
-observables of :mod:`sim.stats` over ``n_steps`` steps.
+``simulate`` builds a stepper (sgd.py, heavy_ball.py, sde.py, ou.py), draws each chain's
+start from the continuous-time stationary law N(0, η c_S Γ) (HΓ + ΓH = Σ) (with
+momentum: the exact additive-noise law of the stacked (position, velocity) state),
+discards a burn-in of ``BURN_IN_RELAXATIONS`` second-moment relaxation times, then
+time-averages the observables of :mod:`sim.stats` over ``n_steps`` steps.
 
 Chains are split into fixed shards (sized from n_chains and d only); each shard has
 its own generator seeded from ``rng`` and shards run on threads (numpy and BLAS
@@ -20,11 +21,13 @@ import time
 import numpy as np
 
 from theory import StabilityError
+from theory.momentum import stacked_blocks_eig
 
 from . import _validate as v
 from . import budget as _budget
 from ._linear import PRECISIONS, LinearGaussian, noise_factor_matrix
 from ._run import Shard, run_shards
+from .heavy_ball import HeavyBallGaussian, MinibatchHeavyBall
 from .noise import NORMALS, NormalSource
 from .ou import exact_ou
 from .problems import GaussianQuadratic, LeastSquares
@@ -50,7 +53,8 @@ _MAX_COV_ELEMENTS = 25_000_000
 _BLOCK_ELEMENTS = 2 ** 17
 
 
-def make_stepper(problem, method, *, lr, batch_size, sampler="with_replacement", step=None):
+def make_stepper(problem, method, *, lr, batch_size, sampler="with_replacement", step=None,
+                 momentum=0.0):
     """Validated stepper for ``method`` on ``problem`` (see :func:`simulate` for arguments)."""
     if not isinstance(problem, (GaussianQuadratic, LeastSquares)):
         raise ValueError(f"problem must be a GaussianQuadratic or LeastSquares; got "
@@ -58,6 +62,10 @@ def make_stepper(problem, method, *, lr, batch_size, sampler="with_replacement",
     v.choice(method, "method", METHODS)
     v.choice(sampler, "sampler", SAMPLERS)
     lr = v.positive_float(lr, "lr")
+    beta = v.momentum(momentum)
+    if beta and method != "sgd":
+        raise ValueError(f"momentum is a setting of method 'sgd' (heavy ball); got "
+                         f"momentum={beta:g} with method {method!r}")
     s = v.integer(batch_size, "batch_size", minimum=1, maximum=problem.n_data)
     h = lr if step is None else v.positive_float(step, "step")
     if method == "sgd" and step is not None and h != lr:
@@ -79,13 +87,17 @@ def make_stepper(problem, method, *, lr, batch_size, sampler="with_replacement",
         return euler_maruyama(problem, lr, c, h)
     if method == "ou":
         return exact_ou(problem, lr, c, h)
+    if beta and isinstance(problem, LeastSquares):
+        return MinibatchHeavyBall(problem, lr, make_sampler(sampler, problem.n_data, s), c, beta)
+    if beta:
+        return HeavyBallGaussian(problem.eigvals, lr * lr * c * problem.grad_cov_eig, lr, beta, c)
     if isinstance(problem, LeastSquares):
         return MinibatchSGD(problem, lr, make_sampler(sampler, problem.n_data, s), c)
     return gaussian_sgd(problem, lr, c)
 
 
 def simulate(problem, method, *, lr, batch_size, n_chains, n_steps, rng,
-             sampler="with_replacement", step=None, burn_in=None, record_every=1,
+             sampler="with_replacement", momentum=0.0, step=None, burn_in=None, record_every=1,
              covariance_every=None, record_covariance=None, normals="box_muller",
              precision="float64", n_workers=None, progress=False,
              max_steps=_budget.DEFAULT_MAX_STEPS, max_memory="auto") -> SimulationResult:
@@ -97,6 +109,8 @@ def simulate(problem, method, *, lr, batch_size, n_chains, n_steps, rng,
       on :class:`LeastSquares`, ĝ is the mean gradient of a real minibatch drawn by
       ``sampler``.  Compare with the discrete formula HC + CH − ηHCH = η c_S Σ
       (Gaussian) or :func:`theory.least_squares_stationary` (least squares).
+      With ``momentum=β`` it is heavy ball, θ ← θ + β(θ − θ₋) − η ĝ (:mod:`sim.heavy_ball`);
+      compare with the ``momentum=β`` forms of the same theory functions.
     - ``"em"``: Euler–Maruyama with step h of dθ = −Hδ dt + √(η c_S) σ dB, stationary
       covariance (η/h)·C_SGD(lr = h) (see :mod:`sim.sde`).
     - ``"ou"``: exact OU transition over h; stationary E L − L* = (η c_S/4) tr Σ.
@@ -118,13 +132,19 @@ def simulate(problem, method, *, lr, batch_size, n_chains, n_steps, rng,
     sampler : {"with_replacement", "without_replacement", "epoch_shuffle"}
         Minibatch sampler (for Gaussian noise it only sets c_S; ``epoch_shuffle``
         needs ``"sgd"`` on :class:`LeastSquares`).
+    momentum : float
+        Heavy-ball β, 0 <= β < 1, for ``"sgd"`` only (0: plain SGD, bit for bit the
+        same numbers as without it).  Stable iff η·h_max < 2(1+β) (and, for least
+        squares, the stacked second-moment map contracts; d <= 32 there).
     step : float, optional
         h for ``"em"``/``"ou"`` in SGD-time units; default h = η.
     burn_in : int, optional
         Discarded steps; default ⌈20 τ⌉ with τ = −1/log ρ the second-moment
         relaxation time in steps (ρ = max(1 − ηh_i)² for Gaussian SGD, the spectral
         radius of the fourth-moment map for least squares, e^{−2 h_min h} for OU;
-        for ``epoch_shuffle`` the without-replacement map, an approximation).
+        for ``epoch_shuffle`` the without-replacement map, an approximation).  With
+        momentum ρ = max r_i², r_i the spectral radius of the 2×2 heavy-ball block
+        (√β when underdamped), or the stacked map's radius for least squares.
     record_every : int
         Record every k-th step (1 <= k <= n_steps).
     covariance_every : int, optional
@@ -159,15 +179,15 @@ def simulate(problem, method, *, lr, batch_size, n_chains, n_steps, rng,
     Raises
     ------
     ValueError
-        Bad problem, method, sampler, lr, batch_size, n_chains, n_steps, step,
-        burn_in, record_every or rng.
+        Bad problem, method, sampler, lr, batch_size, momentum, n_chains, n_steps,
+        step, burn_in, record_every or rng; momentum with a method other than sgd.
     TypeError
         ``progress`` or ``record_covariance`` is not a bool.
     sim.BudgetError
         The run would exceed ``max_steps`` or ``max_memory`` (a ValueError); the
         message gives the steps per chain, the total work and the memory.
     theory.StabilityError
-        η·h_max >= 2 (sgd), h·h_max >= 2 (em), or no stationary second moment
+        η·h_max >= 2(1+β) (sgd), h·h_max >= 2 (em), or no stationary second moment
         (least squares).
 
     Examples
@@ -180,10 +200,11 @@ def simulate(problem, method, *, lr, batch_size, n_chains, n_steps, rng,
     """
     t0 = time.perf_counter()
     stepper = make_stepper(problem, method, lr=lr, batch_size=batch_size, sampler=sampler,
-                           step=step)
+                           step=step, momentum=momentum)
+    beta = v.momentum(momentum)
     v.choice(precision, "precision", PRECISIONS)
     if precision != "float64":
-        if not isinstance(stepper, LinearGaussian):
+        if not isinstance(stepper, (LinearGaussian, HeavyBallGaussian)):
             raise ValueError(f"precision {precision!r} needs a Gaussian-noise method (sgd on a "
                              f"GaussianQuadratic, em or ou); got {method!r} on "
                              f"{type(problem).__name__}")
@@ -220,14 +241,16 @@ def simulate(problem, method, *, lr, batch_size, n_chains, n_steps, rng,
     workers = _available_cores() if n_workers is None else \
         v.integer(n_workers, "n_workers", minimum=1)
     n_records = -(-n_steps // record_every)
+    # Steps θ_j − θ_{j−1} feed the θ*-free estimator, which holds for sgd only.
     recorder = dict(record_every=record_every, covariance_every=cov_every,
                     n_batches=min(N_BATCHES, n_records),
-                    batch_len=n_records // min(N_BATCHES, n_records))
-    shards, block = _shards(problem, stepper, lr, n_chains, gen, normals, recorder)
+                    batch_len=n_records // min(N_BATCHES, n_records),
+                    record_steps=method == "sgd")
+    shards, block = _shards(problem, stepper, lr, beta, n_chains, gen, normals, recorder)
     run_shards(shards, burn_in=burn_in, n_steps=n_steps, block=block, workers=workers,
                progress=progress, desc=method)
     elapsed = time.perf_counter() - t0
-    settings = dict(method=method, sampler=sampler, lr=lr, batch_size=batch_size,
+    settings = dict(method=method, sampler=sampler, lr=lr, batch_size=batch_size, momentum=beta,
                     step=float(stepper.step), noise_factor=float(stepper.noise_factor),
                     n_chains=n_chains, n_steps=n_steps, burn_in=burn_in,
                     record_every=record_every, relaxation_steps=float(tau),
@@ -264,7 +287,14 @@ def _check_budget(problem, stepper, method, lr, n_chains, n_steps, burn_in, tau,
     if auto_burn_in:
         detail = (f" (burn-in {burn_in:.3g} = {BURN_IN_RELAXATIONS:g} relaxation times of "
                   f"{tau:.3g} steps, + n_steps={n_steps})")
-        if burn_in > n_steps:
+        beta = getattr(stepper, "momentum", 0.0)
+        if burn_in > n_steps and beta:
+            h_min = float(problem.eigvals[0])
+            hint = (f"with momentum the relaxation time grows like (1-momentum)/(lr*h_min) "
+                    f"at small lr and is at least about 1/(1-momentum) (lr={lr:g}, "
+                    f"momentum={beta:g}, smallest Hessian eigenvalue {h_min:.3g}), so use a "
+                    "larger lr or a smaller momentum (or, from Python, a shorter burn_in)")
+        elif burn_in > n_steps:
             h_min = float(problem.eigvals[0])
             hint = (f"the relaxation time grows like 1/(lr*h_min) (lr={lr:g}, smallest Hessian "
                     f"eigenvalue {h_min:.3g}), so use a larger lr (or, from Python, "
@@ -292,13 +322,16 @@ def _available_cores() -> int:
     return os.cpu_count() or 1
 
 
-def _shards(problem, stepper, lr, n_chains, gen, normals, recorder):
+def _shards(problem, stepper, lr, beta, n_chains, gen, normals, recorder):
     """Fixed shards of chains, each with its own generator, start and recorder."""
     d = problem.dim
     h = problem.eigvals
-    # Start: the continuous stationary law N(0, η c_S Γ̃), Γ̃_ij = Σ̃_ij/(h_i + h_j).
-    start, _ = noise_factor_matrix(lr * stepper.noise_factor
-                                   * problem.grad_cov_eig / (h[:, None] + h[None, :]))
+    if beta:
+        start = _heavy_ball_start(problem, lr, stepper.noise_factor, beta)
+    else:
+        # Start: the continuous stationary law N(0, η c_S Γ̃), Γ̃_ij = Σ̃_ij/(h_i + h_j).
+        start, _ = noise_factor_matrix(lr * stepper.noise_factor
+                                       * problem.grad_cov_eig / (h[:, None] + h[None, :]))
     _, sizes = _shard_sizes(n_chains, d)
     block = _block(max(sizes), d)
     weights = observable_weights(h)
@@ -312,3 +345,18 @@ def _shards(problem, stepper, lr, n_chains, gen, normals, recorder):
                             ChainRecorder(c, d, weights, **recorder), block))
     return shards, block
 
+
+
+def _heavy_ball_start(problem, lr, c, beta):
+    """Factor F (2d, r) of the additive-noise stationary law of (x, v) in H's eigenbasis.
+
+    With P = Cov xₜ and X = Cov(xₜ, xₜ₋₁) (theory.momentum, Eqs. M4–M6) and v = xₜ − xₜ₋₁:
+    Cov(x, v) = P − X and Cov v = 2P − X − Xᵀ.  Exact for Gaussian noise, so the burn-in
+    only has to remove round-off; for least squares it is the additive part of the law.
+    """
+    p, x = stacked_blocks_eig(problem.eigvals, problem.grad_cov_eig, lr, c, beta)
+    xv = p - x
+    vv = 2.0 * p - x - x.T
+    cov = np.block([[p, xv], [xv.T, 0.5 * (vv + vv.T)]])
+    factor, _ = noise_factor_matrix(0.5 * (cov + cov.T))
+    return factor

@@ -18,6 +18,7 @@ class SimulationResult:
     SEs are across-chain (each chain's time average is one sample); ``ess`` is
     Var(excess loss)/``se``² in records.  ``covariance`` is E[(θ−θ*)(θ−θ*)ᵀ] in the
     problem's coordinates (None when not recorded); ``mean_offset`` is E[θ − θ*].
+    With momentum every moment is of θ, never of the stacked (θ, velocity) state.
     """
 
     method: str
@@ -47,6 +48,14 @@ class SimulationResult:
     chain_excess_loss: np.ndarray  # per-chain time averages, (n_chains,)
     elapsed_s: float
     path_steps_per_s: float       # n_chains·(burn_in + n_steps)/elapsed_s
+    momentum: float = 0.0         # heavy-ball β (sgd only; 0: plain SGD)
+    # E‖θ_j − θ_{j−1}‖² over recorded steps j (sgd only; None for em and ou).
+    mean_step_sqnorm: float | None = None
+    step_sqnorm_se: float | None = None
+    # θ*-free estimate ((1+β)/(4η))·E‖θ_j − θ_{j−1}‖² of the excess loss (exact for sgd
+    # on a quadratic, theory.md "θ*-free, with momentum"); None for em and ou.
+    theta_free_excess_loss: float | None = None
+    theta_free_se: float | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready dict (arrays become nested lists)."""
@@ -70,6 +79,12 @@ def collect(problem, recs, settings: dict) -> SimulationResult:
     bm = np.concatenate([r.batch_sum[:, :, 0] / r.batch_count[:, None] for r in recs], axis=1)
     u = problem.eigvecs
     offset = np.concatenate([r.state_sum for r in recs]).mean(axis=0) / count @ u.T
+    steps = steps_se = theta_free = theta_free_se = None
+    if recs[0].record_steps:
+        steps, steps_se = across_chain_se(np.concatenate([r.step_sum for r in recs]) / count)
+        # Stationarity of E‖θ − a‖², E[θ·v] and the heavy-ball update (theory.md).
+        factor = (1.0 + settings.get("momentum", 0.0)) / (4.0 * settings["lr"])
+        theta_free, theta_free_se = factor * steps, factor * steps_se
     cov = cov_se = None
     if recs[0].cov_sum is not None:
         per_chain = np.concatenate([r.cov_sum for r in recs]) / recs[0].cov_count
@@ -81,4 +96,6 @@ def collect(problem, recs, settings: dict) -> SimulationResult:
         mean_grad_sqnorm=float(means[1]), grad_sqnorm_se=float(ses[1]),
         mean_sq_distance=float(means[2]), sq_distance_se=float(ses[2]),
         mean_offset=offset, covariance=cov, covariance_se=cov_se,
-        chain_excess_loss=sums[:, 0])
+        chain_excess_loss=sums[:, 0], mean_step_sqnorm=steps,
+        step_sqnorm_se=steps_se, theta_free_excess_loss=theta_free,
+        theta_free_se=theta_free_se)

@@ -9,8 +9,9 @@ import pytest
 
 import sim
 
-MODULES = ["sim.problems", "sim.samplers", "sim.noise", "sim.sgd", "sim.sde", "sim.ou",
-           "sim.stats", "sim.driver", "sim.result", "sim._linear", "sim._run", "sim._validate"]
+MODULES = ["sim.problems", "sim.samplers", "sim.noise", "sim.sgd", "sim.heavy_ball", "sim.sde",
+           "sim.ou", "sim.stats", "sim.driver", "sim.result", "sim._linear", "sim._run",
+           "sim._validate"]
 
 
 def test_every_public_name_is_documented():

@@ -28,9 +28,10 @@ def _lsq():
     return sim.LeastSquares(x, x @ [1.0, -0.5, 2.0] + 0.5 * rng.normal(size=40))
 
 
-def _gauss_ref(p, lr, s, *, step=None, discrete=True, n_data=None, replacement=True):
+def _gauss_ref(p, lr, s, *, step=None, discrete=True, n_data=None, replacement=True,
+               momentum=0.0):
     """Additive-noise references; EM with step h is (η/h) × discrete SGD at lr = h."""
-    kw = dict(n_data=n_data, replacement=replacement)
+    kw = dict(n_data=n_data, replacement=replacement, momentum=momentum)
     h = lr if step is None else step
     scale = lr / h
     return dict(
@@ -44,8 +45,9 @@ def _gauss_ref(p, lr, s, *, step=None, discrete=True, n_data=None, replacement=T
                                                  discrete=discrete, **kw))
 
 
-def _lsq_ref(p, lr, s, replacement):
-    r = theory.least_squares_stationary(p.X, p.y, lr, s, replacement=replacement)
+def _lsq_ref(p, lr, s, replacement, momentum=0.0):
+    r = theory.least_squares_stationary(p.X, p.y, lr, s, replacement=replacement,
+                                        momentum=momentum)
     return dict(loss=r.expected_excess_loss, grad_sqnorm=r.expected_grad_sqnorm,
                 sq_distance=r.expected_sq_distance, covariance=r.covariance)
 
@@ -91,6 +93,12 @@ CASES = [
     Case("sgd-lsq-with-replacement", _lsq, "sgd", 0.2, 4, lambda p: _lsq_ref(p, 0.2, 4, True)),
     Case("sgd-lsq-without-replacement", _lsq, "sgd", 0.2, 4, lambda p: _lsq_ref(p, 0.2, 4, False),
          kwargs=dict(sampler="without_replacement")),
+    # Heavy ball (momentum=β): Gaussian noise against the exact stacked law, and real
+    # minibatches against the finite-sum law with momentum.
+    Case("sgd-gaussian-momentum", lambda: sim.misaligned_problem(4, 1.0, seed=1), "sgd", 2.5, 4,
+         lambda p: _gauss_ref(p, 2.5, 4, momentum=0.9), kwargs=dict(momentum=0.9)),
+    Case("sgd-lsq-momentum", _lsq, "sgd", 0.05, 4, lambda p: _lsq_ref(p, 0.05, 4, True, 0.5),
+         kwargs=dict(momentum=0.5)),
 ]
 BY_ID = {c.id: c for c in CASES}
 SEED = 20240601
@@ -117,6 +125,7 @@ def _z(value, expected, se):
 def check_fields(case, res, ref):
     d = case.problem().dim
     assert res.method == case.method and res.n_chains == case.n_chains
+    assert res.momentum == case.kwargs.get("momentum", 0.0)
     assert res.n_steps == case.n_steps and res.n_records == case.n_steps
     assert res.chain_excess_loss.shape == (case.n_chains,)
     assert res.covariance.shape == res.covariance_se.shape == (d, d)
