@@ -1,6 +1,7 @@
 """The sgd-minima command line: files written, exit codes, one-line errors."""
 
 import json
+import math
 import subprocess
 import sys
 
@@ -44,7 +45,8 @@ def test_quick_exits_zero_and_writes_its_files(quick_run):
                for line in proc.stderr.replace("\r", "\n").splitlines()), proc.stderr
     data = json.loads((out / "quick.json").read_text())
     names = [c["name"] for c in data["cases"]]
-    assert names == ["aligned", "misaligned", "large-lr", "lsq-replacement", "lsq-no-replacement"]
+    assert names == ["aligned", "misaligned", "large-lr", "lsq-replacement", "lsq-no-replacement",
+                     "momentum", "momentum-large-lr"]
     for case in data["cases"]:
         for key in ("name", "lr", "batch_size", "simulated_mean", "simulated_se", "predictions"):
             assert key in case
@@ -53,7 +55,7 @@ def test_quick_exits_zero_and_writes_its_files(quick_run):
             assert p["z"] == pytest.approx((case["simulated_mean"] - p["value"]) / case["simulated_se"])
     assert data["provenance"]["config"]["seed"] == 0
     assert data["provenance"]["versions"]["numpy"]
-    assert (out / "quick.md").read_text().count("\n| (") == 5
+    assert (out / "quick.md").read_text().count("\n| (") == 7
     assert (out / "quick.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -72,6 +74,14 @@ def test_quick_tells_the_story(quick_run):
         p = cases[name]["predictions"]
         assert p["exact"]["agrees"] and p["exact"]["required"]
         assert not p["discrete"]["agrees"] and not p["wang"]["agrees"]
+    # Momentum: (12) holds at the effective rate η/(1 − β) when η·h is small, not at η;
+    # at large η·h only the exact discrete law with momentum holds.
+    e, f = cases["momentum"]["predictions"], cases["momentum-large-lr"]["predictions"]
+    assert cases["momentum"]["momentum"] == 0.9
+    assert e["wang"]["required"] and e["wang"]["agrees"] and e["discrete"]["agrees"]
+    assert e["wang_no_momentum"]["must_reject"] and not e["wang_no_momentum"]["agrees"]
+    assert f["discrete"]["required"] and f["discrete"]["agrees"]
+    assert f["wang"]["must_reject"] and not f["wang"]["agrees"]
 
 
 def test_quick_imports_no_deep_learning_framework(tmp_path):
@@ -97,6 +107,11 @@ def test_quick_imports_no_deep_learning_framework(tmp_path):
     (["simulate", "--precision", "float16"], "precision must be float64 or float32; got 'float16'"),
     (["simulate", "--problem", "least-squares", "--precision", "float32"],
      "precision 'float32' needs a Gaussian-noise method"),
+    (["simulate", "--momentum", "1"], "momentum must be in [0, 1); got 1.0"),
+    (["simulate", "--momentum", "-0.5"], "momentum must be in [0, 1); got -0.5"),
+    (["simulate", "--momentum", "nan"], "expected a finite number, got 'nan'"),
+    (["simulate", "--momentum", "0.5", "--method", "em"], "momentum needs method 'sgd'"),
+    (["simulate", "--momentum", "0.9", "--lr", "4", "--dim", "4"], "2(1+momentum)"),
     (["quick", "--frobnicate"], "unrecognized arguments: --frobnicate"),
     (["nonsense"], "invalid choice: 'nonsense'"),
 ])
@@ -143,3 +158,24 @@ def test_simulate_writes_json_and_markdown(tmp_path):
     assert set(data["result"]["predictions"]) == {"wang", "jastrzebski", "discrete"}
     assert abs(data["result"]["predictions"]["discrete"]["z"]) < 4
     assert (out / "simulate.md").read_text().startswith("| sgd | gaussian |")
+
+
+# Least squares at lr 0.1: near the stacked map's mean-square edge the excess is
+# heavy-tailed and no across-chain SE is trustworthy.
+@pytest.mark.parametrize("problem, lr", [("gaussian", "0.3"), ("least-squares", "0.1")])
+def test_simulate_with_momentum_matches_the_heavy_ball_law(tmp_path, problem, lr):
+    # beta = 0.9 at a large eta*h, where the discrete law with momentum (and, for real
+    # minibatches, the finite-sum law) is the reference; the theta*-free value must
+    # agree with the measured excess too.  |z| < 4: false alarm 6e-5 per check.
+    out = tmp_path / problem
+    extra = ["--n-data", "60", "--dim", "4"] if problem == "least-squares" else ["--dim", "4"]
+    assert main(["simulate", "--problem", problem, "--momentum", "0.9", "--lr", lr,
+                 "--chains", "300", "--steps", "3000", "--quiet", "--out", str(out), *extra]) == 0
+    result = json.loads((out / "simulate.json").read_text())["result"]
+    assert result["momentum"] == 0.9
+    ref = "exact" if problem == "least-squares" else "discrete"
+    assert abs(result["predictions"][ref]["z"]) < 4
+    tf = result["theta_free"]
+    z = (tf["value"] - result["simulated_mean"]) / math.hypot(tf["se"], result["simulated_se"])
+    assert abs(z) < 4
+    assert "momentum=0.9" in (out / "simulate.md").read_text()

@@ -7,6 +7,10 @@ Cases
 (c) large η·h: the continuous formulas are biased; the exact discrete formula matches.
 (d) least squares with real minibatches (with / without replacement): the noise is
     state-dependent, and only the exact finite-sum law matches.
+(e) heavy-ball momentum β = 0.9 at small η·h: (12) and the exact law hold at the
+    effective rate η/(1 − β); the same (12) at η, momentum ignored, is 10x too low.
+(f) momentum at large η·h (stable up to η·h_max < 2(1 + β)): (12) at the effective rate
+    is biased, and only the exact discrete law with momentum matches.
 
 A prediction is *required* to match when theory says it equals the exact law of the
 simulated process to within the simulation's resolution (|prediction − exact| < 1 SE),
@@ -61,6 +65,7 @@ class Case:
     sampler: str = "with_replacement"
     chains: int = 1000
     steps: int = 3000
+    momentum: float = 0.0  # heavy-ball β
 
 
 DIM = 8
@@ -78,6 +83,13 @@ QUICK_CASES = (
          chains=500, steps=1500),
     Case("lsq-no-replacement", "(d) least squares, without replacement", "least-squares", 0.0,
          0.4, 8, sampler="without_replacement", chains=500, steps=1500),
+    # η·h_max = 0.01 at β = 0.9: effective η/(1−β) gives 0.1, and the discrete
+    # correction with momentum, ηh/(2(1+β)) ≈ 0.3%, is again below the resolution.
+    Case("momentum", "(e) momentum 0.9", "gaussian", 1.0, 0.01, 8, chains=500, steps=1500,
+         momentum=0.9),
+    # η·h_max = 3 of the 3.8 that β = 0.9 allows.
+    Case("momentum-large-lr", "(f) momentum 0.9, large lr*h_max", "gaussian", 1.0, 3.0, 8,
+         chains=500, steps=1500, momentum=0.9),
 )
 SWEEP = np.geomspace(0.05, 1.8, 8)   # η·h_max for the figure
 SWEEP_CHAINS = 400
@@ -103,11 +115,17 @@ def _predictions(problem, case: Case, lr: float, mean: float, se: float) -> dict
     replacement = case.sampler == "with_replacement"
     n_data = getattr(problem, "n_data", None)
     kw = dict(n_data=n_data, replacement=replacement)
+    beta = dict(momentum=case.momentum)
     preds = {
-        "wang": theory.expected_loss_wang(np.trace(s), lr, case.batch_size, **kw),
-        "jastrzebski": theory.expected_loss_jastrzebski(np.trace(h), lr, case.batch_size, **kw),
-        "discrete": theory.expected_loss_discrete(h, s, lr, case.batch_size, **kw),
+        "wang": theory.expected_loss_wang(np.trace(s), lr, case.batch_size, **kw, **beta),
+        "jastrzebski": theory.expected_loss_jastrzebski(np.trace(h), lr, case.batch_size, **kw,
+                                                        **beta),
+        "discrete": theory.expected_loss_discrete(h, s, lr, case.batch_size, **kw, **beta),
     }
+    if case.momentum:
+        # What a user who ignores momentum would predict: (12) at the raw rate η.
+        preds["wang_no_momentum"] = theory.expected_loss_wang(np.trace(s), lr, case.batch_size,
+                                                              **kw)
     if case.problem == "least-squares":
         ls = theory.least_squares_stationary(problem.X, problem.y, lr, case.batch_size,
                                              replacement=replacement)
@@ -140,7 +158,7 @@ def _run_case(case: Case, seed: int, progress: bool) -> dict:
     lr = case.lr_times_hmax / h_max
     res = sim.simulate(problem, "sgd", lr=lr, batch_size=case.batch_size, n_chains=case.chains,
                        n_steps=case.steps, sampler=case.sampler, rng=seed + 1,
-                       progress=progress)
+                       progress=progress, momentum=case.momentum)
     preds = _predictions(problem, case, lr, res.mean_excess_loss, res.se)
     failed = [k for k, p in preds.items()
               if (p["required"] and not p["agrees"]) or (p["must_reject"] and p["agrees"])]
@@ -152,6 +170,7 @@ def _run_case(case: Case, seed: int, progress: bool) -> dict:
         "dim": int(problem.hessian.shape[0]),
         "lr": lr,
         "lr_times_hmax": case.lr_times_hmax,
+        "momentum": case.momentum,
         "batch_size": case.batch_size,
         "trace_hessian": float(np.trace(problem.hessian)),
         "trace_grad_cov": float(np.trace(problem.grad_cov)),
@@ -223,7 +242,8 @@ def quick_results(cfg: QuickConfig) -> dict:
 
 def markdown_table(results: dict) -> str:
     head = ("| case | lr | S | simulated ± SE | Wang (12) [z] | Jastrzebski (6) [z] | "
-            "discrete [z] | exact finite-sum [z] | verdict |\n|---|---|---|---|---|---|---|---|---|\n")
+            "discrete [z] | exact finite-sum [z] | Wang at η, β ignored [z] | verdict |\n"
+            "|---|---|---|---|---|---|---|---|---|---|\n")
     lines = []
     for c in results["cases"]:
         p = c["predictions"]
@@ -236,10 +256,12 @@ def markdown_table(results: dict) -> str:
 
         lines.append(f"| {c['title']} | {c['lr']:.4g} | {c['batch_size']} | "
                      f"{c['simulated_mean']:.4g} ± {c['simulated_se']:.2g} | {cell('wang')} | "
-                     f"{cell('jastrzebski')} | {cell('discrete')} | {cell('exact')} | {c['verdict']} |")
+                     f"{cell('jastrzebski')} | {cell('discrete')} | {cell('exact')} | "
+                     f"{cell('wang_no_momentum')} | {c['verdict']} |")
     foot = (f"\n\n`*` = required by theory to agree (|z| < {Z_MAX:g}); `!` = theory says it is off "
             f"by more than {2 * Z_MAX:g} SE, so it must be rejected; z = (simulated − predicted)/SE; "
-            "SE across chains (n = chains).\n")
+            "SE across chains (n = chains). With momentum β every formula but the last is taken "
+            "at β: (12) and (6) at the effective rate η/(1 − β), the discrete law exactly.\n")
     return head + "\n".join(lines) + foot
 
 
@@ -288,7 +310,8 @@ def run_quick(cfg: QuickConfig) -> int:
 def _console_table(results: dict) -> str:
     lines = []
     for c in results["cases"]:
-        lines.append(f"{c['title']}: lr={c['lr']:.4g} (lr*h_max={c['lr_times_hmax']:g}), "
+        beta = f", momentum={c['momentum']:g}" if c.get("momentum") else ""
+        lines.append(f"{c['title']}: lr={c['lr']:.4g} (lr*h_max={c['lr_times_hmax']:g}){beta}, "
                      f"S={c['batch_size']}, tr Sigma={c['trace_grad_cov']:.3g}, "
                      f"tr H={c['trace_hessian']:.3g}")
         lines.append(f"    simulated  {c['simulated_mean']:.5g} ± {c['simulated_se']:.2g} "
@@ -297,7 +320,7 @@ def _console_table(results: dict) -> str:
             tag = ("must hold" if p["required"] else
                    f"theory bias {p['theory_bias']:+.1%}, must be rejected" if p["must_reject"]
                    else f"theory bias {p['theory_bias']:+.1%}")
-            lines.append(f"    {k:<12}{p['value']:.5g}  z={p['z']:+6.1f}  "
+            lines.append(f"    {k:<17}{p['value']:.5g}  z={p['z']:+6.1f}  "
                          f"{'agrees' if p['agrees'] else 'REJECTED':<9}({tag})")
         lines.append(f"    verdict: {c['verdict']}")
     lines.append("PASS: every prediction theory says must hold holds, and every one it says "

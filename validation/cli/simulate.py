@@ -21,6 +21,8 @@ def add_arguments(p):
     p.add_argument("--problem", default="gaussian", help="gaussian | least-squares")
     p.add_argument("--misalignment", type=finite_float, default=1.0,
                    help="0: Sigma = H; 1: unrelated eigenbasis and spectrum")
+    p.add_argument("--momentum", type=finite_float, default=0.0,
+                   help="heavy-ball beta in [0, 1) (method sgd; default 0: plain SGD)")
     p.add_argument("--n-data", type=positive_int, default=200,
                    help="dataset size for least-squares problems")
     p.add_argument("--chains", type=positive_int, default=1000)
@@ -43,7 +45,8 @@ def run(args) -> int:
 
     cfg = SimulateConfig(dim=args.dim, lr=args.lr, batch_size=args.batch_size,
                          method=args.method, sampler=args.sampler, problem=args.problem,
-                         misalignment=args.misalignment, n_data=args.n_data,
+                         misalignment=args.misalignment, momentum=args.momentum,
+                         n_data=args.n_data,
                          chains=args.chains, steps=args.steps, seed=args.seed,
                          precision=args.precision, out=args.out, quiet=args.quiet,
                          max_steps=args.max_steps, max_memory=args.max_memory)
