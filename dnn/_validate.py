@@ -1,9 +1,11 @@
-"""Scalar argument checks shared by dnn's public functions (messages name the argument)."""
+"""Argument checks shared by dnn's public functions (messages name the argument)."""
 
 from __future__ import annotations
 
 import math
 import numbers
+
+import numpy as np
 
 
 def int_at_least(value, name: str, low: int) -> int:
@@ -50,3 +52,32 @@ def probe_counts(n_probes, target_rel_se, max_probes, min_probes, *, missing: st
         raise ValueError(f"max_probes must be >= n_probes and min_probes; got "
                          f"max_probes={max_probes} < {n_min}")
     return n_probes, target_rel_se, n_min, max_probes
+
+
+def finite_array(value, name: str) -> np.ndarray:
+    """``value`` as a float64 array; ValueError naming ``name`` unless it is all finite."""
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be real numbers; got {value!r} ({exc})") from None
+    if not np.all(np.isfinite(arr)):
+        bad = arr[~np.isfinite(arr)].ravel()[0]
+        raise ValueError(f"{name} must be finite; it contains {bad}")
+    return arr
+
+
+def nan_to_none(d: dict) -> dict:
+    """A flat result dict with NaN/inf values as None, so that json.dump writes standard JSON."""
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in d.items()}
+
+
+def momentum(value, name: str = "momentum") -> float:
+    """Heavy-ball β: a finite real number with 0 <= β < 1 (bools and strings refused)."""
+    if isinstance(value, bool) or type(value).__name__ == "bool_" \
+            or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a number in [0, 1); got {value!r}")
+    beta = float(value)
+    if not (math.isfinite(beta) and 0.0 <= beta < 1.0):
+        raise ValueError(f"{name} must be a number in [0, 1); got {value!r}")
+    return beta

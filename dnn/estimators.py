@@ -26,6 +26,8 @@ from theory import noise_factor
 
 from ._validate import int_at_least as _int_at_least
 from ._validate import probe_counts
+from ._validate import finite_array as _finite
+from ._validate import nan_to_none as _jsonable
 from ._validate import positive_float as _positive_float
 
 __all__ = [
@@ -610,20 +612,3 @@ def _rng(rng) -> np.random.Generator:
         # ValueError, not TypeError: every bad argument is a ValueError (style.md)
         raise ValueError(f"rng must be a numpy.random.Generator; got {rng!r}")  # noqa: TRY004
     return rng
-
-
-def _finite(value, name: str) -> np.ndarray:
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be real numbers; got {value!r} ({exc})") from None
-    if not np.all(np.isfinite(arr)):
-        bad = arr[~np.isfinite(arr)].ravel()[0]
-        raise ValueError(f"{name} must be finite; it contains {bad}")
-    return arr
-
-
-def _jsonable(d: dict) -> dict:
-    """NaN/inf -> None so that json.dump writes standard JSON."""
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-            for k, v in d.items()}

@@ -27,6 +27,8 @@ from theory import state_dependent_correction_from_trace
 
 from .._validate import int_at_least as _int_at_least
 from .._validate import probe_counts
+from .._validate import finite_array as _finite
+from .._validate import nan_to_none as _jsonable
 from .._validate import positive_float as _positive_float
 
 __all__ = [
@@ -525,20 +527,3 @@ def _weight(weight):
     if asym > 1e-8 * scale:
         raise ValueError(f"weight must be symmetric; max |W - W^T| is {asym:.3g}")
     return _MatrixWeight(0.5 * (w + w.T))
-
-
-def _finite(value, name: str) -> np.ndarray:
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be real numbers; got {value!r}") from None
-    if not np.all(np.isfinite(arr)):
-        bad = arr[~np.isfinite(arr)].ravel()[0]
-        raise ValueError(f"{name} must be finite; it contains {bad}")
-    return arr
-
-
-def _jsonable(d: dict) -> dict:
-    """NaN/inf -> None so that json.dump writes standard JSON."""
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-            for k, v in d.items()}
