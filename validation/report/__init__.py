@@ -2,7 +2,8 @@
 
 Modules: ``runs`` (reading run folders back, naming what could not be used),
 ``tables`` (Table 1 and the per-run stationary rows), ``curves`` (learning-curve
-groups and the curve distance), ``figures`` (the plots) and ``build``
+groups and the curve distance), ``claims`` (the paper's three claims as numbers
+and verdicts), ``figures`` (the plots) and ``build``
 (:func:`build_report`: ``report.md`` and every file beside it).
 It reads saved JSON only: it may import ``dnn``'s framework-free modules
 (``dnn._runio``, ``dnn.stationary_summary``) and ``validation._io`` and

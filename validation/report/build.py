@@ -9,6 +9,8 @@ writes into ``out_dir``:
   and 3), ``fig4_<loss>.png``: the trace ratio, ``curve_distance_<loss>.png``;
 * ``curve_distance.csv`` and ``curve_distance.json``;
 * ``stationary.csv``: the per-run stationary comparison;
+* ``claims.json``: the paper's three claims as numbers and one-line verdicts
+  (:mod:`validation.report.claims`), also the first section of ``report.md``;
 * ``report.md`` linking all of it, with conventions and provenance.
 
 Nothing is skipped silently: :func:`scan_runs` names every sub-folder it could
@@ -25,10 +27,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from ._format import _dig, _fmt, _num
+from .claims import claims_markdown, curves_claim, stationary_claim, traces_claim
 from .figures import make_figures
 from .runs import _require_runs, scan_runs
 from .tables import (STATIONARY_COLUMNS, TABLE1_COLUMNS, stationary_rows, table1_markdown,
-                     table1_rows)
+                     table1_rows, trace_points)
 
 __all__ = [
     "build_report",
@@ -220,6 +223,11 @@ def build_report(runs_dir, out_dir, *, log=None):
 
     n_phases = sum(r["n_phases"] for r in rows)
     n_ok = sum(r["n_stationary"] for r in rows)
+    losses = sorted({r["loss"] for r in runs})
+    claims = {"curves": {loss: curves_claim(d) for loss, d in distances.items()},
+              "traces": {loss: traces_claim(trace_points(runs, loss)) for loss in losses},
+              "stationary": stationary_claim(rows)}
+    atomic_write_json(out / "claims.json", claims)
     md = ["# sgd-minima validation report\n",
           f"Built from `{Path(runs_dir)}` ({len(runs)} runs: "
           f"{sum(r['status'] == 'completed' for r in runs)} completed, "
@@ -229,6 +237,7 @@ def build_report(runs_dir, out_dir, *, log=None):
           f"**{n_ok} of {n_phases} completed stationary phases pass the stationarity "
           f"checks.**\n",
           _skipped_section(scan),
+          claims_markdown(claims["curves"], claims["traces"], claims["stationary"]),
           "## Table 1\n",
           "Files: [table1.csv](table1.csv), [table1.md](table1.md).  tr Σ, tr H, their ratio and "
           "the validation accuracy are mean ± sd over seeds (n).  The observed excess loss is "

@@ -14,6 +14,7 @@ __all__ = [
     "table1_rows",
     "table1_markdown",
     "stationary_rows",
+    "trace_points",
 ]
 
 #: Columns of ``table1.csv`` (means and sds are over seeds; n counts the seeds used).
@@ -59,6 +60,17 @@ def _traces(est):
 
     tr_s, _, tr_h, _, _, _ = measure_traces(est)
     return _num(tr_s), _num(tr_h)
+
+
+def trace_points(runs, loss):
+    """Per completed run of ``loss`` with estimates: BS, LR, tr Σ and tr H (data loss)."""
+    pts = []
+    for r in runs:
+        if r["loss"] == loss and r["status"] == "completed" and r["estimates"]:
+            ts, th = _traces(r["estimates"])
+            pts.append({"batch_size": r["batch_size"], "lr": r["lr"], "seed": r["seed"],
+                        "trace_grad_cov": ts, "trace_hessian": th})
+    return pts
 
 
 def _final_val_acc(run):
