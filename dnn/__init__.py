@@ -2,7 +2,7 @@
 
 Two rooms, and what they share:
 
-* :mod:`dnn.convnet`: the Keras 3 ResNet pipeline (CIFAR-10, synthetic images):
+* :mod:`dnn.convnet`: the Keras 3 ResNet pipeline (CIFAR-10, Fashion-MNIST, synthetic images):
   backend, layers, model, losses, data, training, run files, curvature/noise
   measurement, the stationary phase, and the TF/JAX autodiff primitives.
 * :mod:`dnn.exact`: the float64 JAX MLP on scikit-learn's digits, with a strict
@@ -29,6 +29,7 @@ _EXPORTS = {
     "set_backend": "convnet.backend",
     "resnet": "convnet.resnet",
     "load_cifar10": "convnet.data",
+    "load_fashion_mnist": "convnet.fashion",
     "synthetic_cifar": "convnet.data",
     "DataError": "convnet.data",
     "RunFileError": "_runio",

@@ -75,7 +75,7 @@ def test_tiny_train_then_estimate_from_the_cli(tmp_path):
     (["grid", "--preset", "huge"], "preset"),
     (["grid", "--preset", "smoke", "--shard", "3/2"], "shard"),
     (["grid", "--preset", "smoke", "--loss", "mse"], "loss"),
-    (["grid", "--preset", "smoke", "--data", "imagenet"], "--data must be cifar10 or synthetic"),
+    (["grid", "--preset", "smoke", "--data", "imagenet"], "--data must be one of cifar10, synthetic, fashion_mnist"),
     (["report", "/nonexistent/runs"], "/nonexistent/runs"),
     (["estimate", "/nonexistent/run"], "/nonexistent/run"),
 ])

@@ -22,18 +22,22 @@ __all__ = ["RandomPadCropFlip", "ZeroPadShortcut"]
 
 @keras.saving.register_keras_serializable(package="sgd_minima")
 class RandomPadCropFlip(keras.layers.Layer):
-    """Random ``pad``-pixel zero-pad + crop + horizontal flip, active only with ``training=True``.
+    """Random ``pad``-pixel pad + crop + horizontal flip, active only with ``training=True``.
 
-    The input is expected to be standardised already, so the zero padding is the
-    per-channel training mean. The random state lives in a ``SeedGenerator``,
+    The input is expected to be standardised already, so the default ``fill`` of 0
+    pads with the per-channel training mean (CIFAR-10). ``fill`` is the constant
+    padding value in standardised units: Fashion-MNIST pads with its black background,
+    ``(0 − mean) / std``, as torchvision recipes do by padding before normalising.
+    The random state lives in a ``SeedGenerator``,
     which is a (non-trainable) model variable, so checkpoints capture it and a
     resumed run draws the same augmentations as an uninterrupted one.
     """
 
-    def __init__(self, pad=4, flip=True, seed=None, **kwargs):
+    def __init__(self, pad=4, flip=True, seed=None, fill=0.0, **kwargs):
         super().__init__(**kwargs)
         self.pad = int(pad)
         self.flip = bool(flip)
+        self.fill = float(fill)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
@@ -44,7 +48,7 @@ class RandomPadCropFlip(keras.layers.Layer):
         b = ops.shape(x)[0]
         h, w, c = x.shape[1], x.shape[2], x.shape[3]
         hp, wp = h + 2 * p, w + 2 * p
-        xp = ops.pad(x, [[0, 0], [p, p], [p, p], [0, 0]])
+        xp = ops.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], constant_values=self.fill)
         draws = keras.random.randint((b, 2), 0, 2 * p + 1, seed=self.seed_generator, dtype="int32")
         top, left = draws[:, 0], draws[:, 1]
         cols = ops.arange(w, dtype="int32")
@@ -64,7 +68,8 @@ class RandomPadCropFlip(keras.layers.Layer):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "pad": self.pad, "flip": self.flip, "seed": self.seed}
+        return {**super().get_config(), "pad": self.pad, "flip": self.flip, "seed": self.seed,
+                "fill": self.fill}
 
 
 @keras.saving.register_keras_serializable(package="sgd_minima")

@@ -43,6 +43,7 @@ import numpy as np
 from .. import _runio
 from .backend import BACKENDS, import_keras, set_backend, to_numpy
 from .data import channel_stats, load_cifar10, standardize, synthetic_cifar
+from .fashion import class_balanced_indices, load_fashion_mnist
 from .losses import check_loss
 from .resnet import SHORTCUTS, check_depth
 
@@ -50,11 +51,13 @@ __all__ = ["TrainConfig", "train", "load_run", "LoadedRun", "read_run_json", "PR
            "DATA_SOURCES"]
 
 PRECISIONS = ("float32", "mixed_bfloat16")
-DATA_SOURCES = ("cifar10", "synthetic")
+DATA_SOURCES = ("cifar10", "synthetic", "fashion_mnist")
 # Synthetic train and test sets use fixed, different seeds: the same data for every
 # training seed (the paper's seeds vary initialisation and batch order, not the data).
 _SYNTH_TRAIN_SEED, _SYNTH_TEST_SEED = 1, 2
-_FULL = {"cifar10": (50000, 10000), "synthetic": (50000, 10000)}
+_FULL = {"cifar10": (50000, 10000), "synthetic": (50000, 10000), "fashion_mnist": (60000, 10000)}
+# (image shape, augmentation pad) per source; why pad 2 for 28x28: dnn.convnet.data.augmentation.
+_IMAGES = {"cifar10": ((32, 32, 3), 4), "synthetic": ((32, 32, 3), 4), "fashion_mnist": ((28, 28, 1), 2)}
 
 RUN_JSON, HISTORY_JSON, HISTORY_CSV = "run.json", "history.json", "history.csv"
 CHECKPOINT, WEIGHTS = "checkpoint.npz", "final.weights.h5"
@@ -99,20 +102,25 @@ class TrainConfig:
     loss : {"kld", "xent", "logit_grad"}
         See :mod:`dnn.convnet.losses`.
     augment : bool
-        Pad-4 random crop + horizontal flip during training.
+        Random crop of the padded image (pad 4; 2 for Fashion-MNIST) + horizontal flip
+        during training (see :func:`dnn.convnet.data.augmentation`).
     seed : int
         Seeds initialisation, batch order and augmentation (≥ 0).
     backend : {"jax", "tensorflow"} or None
         None: ``$KERAS_BACKEND``, else jax. :func:`train` stores the resolved name.
     precision : {"float32", "mixed_bfloat16"}
         Keras dtype policy; variables and logits stay float32 either way.
-    data : {"cifar10", "synthetic"}
-        CIFAR-10 (:func:`dnn.load_cifar10`) or :func:`dnn.synthetic_cifar`.
+    data : {"cifar10", "synthetic", "fashion_mnist"}
+        CIFAR-10 (:func:`dnn.load_cifar10`), :func:`dnn.synthetic_cifar`, or
+        Fashion-MNIST (:func:`dnn.load_fashion_mnist`, 28×28×1; the model is built
+        for the data's image shape).
     n_train, n_test : int or None
         Use the first n images of each split (None: all, 50,000 / 10,000;
-        the synthetic set has the same default sizes).
+        the synthetic set has the same default sizes). Fashion-MNIST (60,000 /
+        10,000) takes a class-balanced training subset instead: the first n/10
+        images of each class, in file order (:func:`dnn.convnet.fashion.class_balanced_indices`).
     data_dir : str or None
-        Where CIFAR-10 is (see :func:`dnn.load_cifar10`). A location, not part of
+        Where the data set is (see the loaders). A location, not part of
         the run's identity: it may change between a run and its resumption.
     """
 
@@ -179,8 +187,10 @@ class TrainConfig:
         full = _FULL[self.data]
         for name, cap in (("n_train", full[0]), ("n_test", full[1])):
             v = getattr(self, name)
-            if v is not None and (not _is_int(v) or v < 1 or (self.data == "cifar10" and v > cap)):
-                bad(name, f"None or an integer in [1, {cap}]" if self.data == "cifar10" else "None or an integer >= 1")
+            capped = self.data != "synthetic"
+            if v is not None and (not _is_int(v) or v < 1 or (capped and v > cap)):
+                bad(name, f"None or an integer in [1, {cap}] for data={self.data!r}" if capped
+                    else "None or an integer >= 1")
         if self.data_dir is not None:
             object.__setattr__(self, "data_dir", str(self.data_dir))
         if self.batch_size > self.train_size:
@@ -231,9 +241,12 @@ class _Data(NamedTuple):
 
 def _prepare_data(config):
     """Standardised float32 train/test images and int64 labels, as :func:`train` sees them."""
-    if config.data == "cifar10":
-        (x_tr, y_tr), (x_te, y_te) = load_cifar10(config.data_dir)
-        x_tr, y_tr = x_tr[: config.train_size], y_tr[: config.train_size]
+    if config.data in ("cifar10", "fashion_mnist"):
+        load = load_cifar10 if config.data == "cifar10" else load_fashion_mnist
+        (x_tr, y_tr), (x_te, y_te) = load(config.data_dir)
+        keep = (slice(config.train_size) if config.data == "cifar10" or config.train_size >= len(y_tr)
+                else class_balanced_indices(y_tr, config.train_size))
+        x_tr, y_tr = x_tr[keep], y_tr[keep]
         x_te, y_te = x_te[: config.test_size], y_te[: config.test_size]
     else:
         x_tr, y_tr = synthetic_cifar(config.train_size, seed=_SYNTH_TRAIN_SEED)
@@ -274,20 +287,22 @@ class _policy:
         return False
 
 
-def _build(config, keras, *, for_training):
+def _build(config, keras, *, for_training, fill=0.0):
+    """The ResNet and, for training, it behind the augmentation (padding with ``fill``)."""
     from .resnet import resnet
 
+    shape, pad = _IMAGES[config.data]
     with _policy(keras, config.precision if for_training else "float32"):
         net = resnet(config.depth, shortcut=config.shortcut, l2=config.l2, width=config.width,
-                     seed=config.seed)
+                     seed=config.seed, input_shape=shape)
         if not for_training:
             return net, net
-        inputs = keras.Input(shape=(32, 32, 3), name="image")
+        inputs = keras.Input(shape=shape, name="image")
         x = inputs
         if config.augment:
             from .data import augmentation
 
-            x = augmentation(seed=config.seed)(x)
+            x = augmentation(seed=config.seed, pad=pad, fill=fill)(x)
         model = keras.Model(inputs, net(x), name="train_model")
     return net, model
 
@@ -408,7 +423,7 @@ def train(config, run_dir, *, quiet=False, _callbacks=()):
         with no checkpoint to rebuild them from (a ValueError; the message names the
         file and what to delete).
     dnn.DataError
-        CIFAR-10 missing or corrupt.
+        The data set (CIFAR-10 or Fashion-MNIST) is missing or corrupt.
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig; got {type(config).__name__}")
@@ -454,7 +469,9 @@ def train(config, run_dir, *, quiet=False, _callbacks=()):
 
     # Every random draw is seeded explicitly (weights, batch order, augmentation), so no
     # global seeding is needed (keras.utils.set_random_seed would also import TensorFlow).
-    net, model = _build(config, keras, for_training=True)
+    # Fashion-MNIST pads with its black background (raw 0), CIFAR-10 with the mean (0).
+    fill = float(-data.mean[0] / data.std[0]) if config.data == "fashion_mnist" else 0.0
+    net, model = _build(config, keras, for_training=True, fill=fill)
     model.compile(
         optimizer=keras.optimizers.SGD(learning_rate=config.lr, momentum=config.momentum),
         loss=keras_loss(config.loss),
@@ -479,7 +496,13 @@ def train(config, run_dir, *, quiet=False, _callbacks=()):
         "diverged_epoch": None,
         "final": history[-1] if history else None,
         "data": {"source": config.data, "n_train": int(len(data.x_train)), "n_test": int(len(data.x_test)),
+                 "input_shape": list(_IMAGES[config.data][0]),
+                 "subset": ("first n_train/10 of each class, in file order"
+                            if config.data == "fashion_mnist" else "first n_train"),
+                 "standardize": "per channel, (x - mean) / std, training-set statistics",
                  "mean": data.mean.tolist(), "std": data.std.tolist(),
+                 "augment": ({"pad": _IMAGES[config.data][1], "flip": True, "fill": fill}
+                             if config.augment else None),
                  "steps_per_epoch": len(data.x_train) // config.batch_size,
                  "shuffle": "numpy.random.default_rng([seed, epoch_index]).permutation, remainder dropped"},
         "n_params": {"trainable": int(sum(np.prod(v.shape) for v in net.trainable_variables)),
@@ -594,7 +617,7 @@ def _weights_readable(path):
 class LoadedRun(NamedTuple):
     """A finished run: its config, the ResNet with final weights, and its standardised data.
 
-    ``train`` and ``test`` are ``(x, y)``: x float32 (N, 32, 32, 3) standardised with
+    ``train`` and ``test`` are ``(x, y)``: x float32 (N, H, W, C) standardised with
     the training statistics exactly as in training (no augmentation), y int64 (N,).
     The model is built in float32 whatever the training precision.
     """

@@ -168,3 +168,21 @@ def test_augmentation_is_a_random_crop_and_flip_of_the_padded_image():
     # Seeded: a fresh layer with the same seed draws the same crops.
     y2 = to_numpy(augmentation(seed=5)(x, training=True))
     np.testing.assert_array_equal(y, y2)
+
+
+@pytest.mark.parametrize("shortcut", ["projection", "zero_pad"])
+def test_fashion_input_shape_changes_only_the_stem(shortcut):
+    # Grayscale 28x28: the stem kernel loses 2 of 3 input channels (2*9*width weights);
+    # the stride-2 stages give 28 -> 14 -> 7 and global pooling takes the 7x7 map.
+    model = dnn.resnet(8, width=4, shortcut=shortcut, input_shape=(28, 28, 1), seed=0)
+    trainable, frozen = expected_counts(8, 4, shortcut)
+    assert counts(model) == (trainable - 2 * 9 * 4, frozen)
+    assert [model.get_layer(f"s{s}b1_add").output.shape[1:3] for s in (1, 2, 3)] == [(28, 28), (14, 14), (7, 7)]
+    out = to_numpy(model(np.zeros((3, 28, 28, 1), "float32"), training=False))
+    assert out.shape == (3, 10) and np.isfinite(out).all()
+
+
+@pytest.mark.parametrize("shape", [(28, 28), (28, 28, 0), (28.0, 28, 1), "28x28x1", None, (28, 28, True)])
+def test_bad_input_shape_raises(shape):
+    with pytest.raises(ValueError, match="input_shape must be \\(height, width, channels\\)"):
+        dnn.resnet(8, width=4, input_shape=shape)

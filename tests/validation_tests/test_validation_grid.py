@@ -42,6 +42,22 @@ def test_smoke_preset_is_tiny_and_synthetic():
     assert ratios[0] == ratios[1] < ratios[2]      # an equal pair and a far one
 
 
+def test_fashion_preset_is_the_papers_grid_on_fashion_mnist():
+    from validation.grid import train_config
+
+    p = get_preset("fashion")
+    assert p.configurations() == get_preset("paper").configurations()
+    assert p.data == "fashion_mnist" and p.depth == 8 and p.n_test is None and len(p.seeds) >= 2
+    assert set(p.losses) == {"kld", "logit_grad"} and (p.lr_decay, p.momentum) == (0.1, 0.0)
+    # The paper's schedule shape: LR / 10 after 60/125 = 48% and 100/125 = 80% of the epochs.
+    first, second = (m / p.epochs for m in p.milestones)
+    assert abs(first - 0.48) <= 0.03 and abs(second - 0.80) <= 0.03
+    assert p.n_train is not None and p.n_train % 10 == 0 and p.n_train <= 60000   # class-balanced
+    assert len(grid_runs("fashion", "kld")) == 18
+    config = train_config("fashion", grid_runs("fashion")[0])
+    assert (config.data, config.train_size, config.test_size) == ("fashion_mnist", p.n_train, 10000)
+
+
 def test_presets_are_frozen():
     with pytest.raises(FrozenInstanceError):
         PRESETS["paper"].epochs = 3

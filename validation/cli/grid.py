@@ -18,7 +18,7 @@ HELP = "train, estimate and measure a grid of runs"
 def add_arguments(p):
     from ..grid.executors import EXECUTORS
 
-    p.add_argument("--preset", required=True, help="paper | short | smoke")
+    p.add_argument("--preset", required=True, help="paper | short | smoke | fashion")
     p.add_argument("--out", default="runs")
     p.add_argument("--backend", default=None)
     p.add_argument("--loss", default=None, help="comma-separated losses, e.g. kld,logit_grad")
@@ -28,7 +28,8 @@ def add_arguments(p):
     p.add_argument("--stationary-steps", type=positive_int, default=None,
                    help="recorded SGD steps K of the stationary phase (default: the preset's)")
     p.add_argument("--data", default=None,
-                   help="override the preset's data: cifar10 | synthetic (e.g. a GPU check offline)")
+                   help="override the preset's data: cifar10 | synthetic | fashion_mnist "
+                        "(e.g. a GPU check offline)")
     p.add_argument("--executor", choices=EXECUTORS, default="local",
                    help="local: runs one after the other in this process (default); "
                         "ray: one Ray task per run, one GPU each if the cluster has GPUs")
@@ -43,8 +44,10 @@ def _preset(args):
 
     preset = get_preset(args.preset)
     if args.data is not None:
-        if args.data not in ("cifar10", "synthetic"):
-            raise UsageError(f"--data must be cifar10 or synthetic; got {args.data!r}")
+        from dnn.convnet.train import DATA_SOURCES
+
+        if args.data not in DATA_SOURCES:
+            raise UsageError(f"--data must be one of {', '.join(DATA_SOURCES)}; got {args.data!r}")
         preset = dataclasses.replace(preset, data=args.data)
     if args.stationary_lr is not None and not args.stationary_lr > 0:
         raise UsageError(f"--stationary-lr must be > 0; got {args.stationary_lr!r}")

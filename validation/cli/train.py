@@ -24,8 +24,9 @@ def add_arguments(p):
     p.add_argument("--lr-decay", type=finite_float, default=0.1)
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--precision", default="float32", help="float32 | mixed_bfloat16")
-    p.add_argument("--data", default="cifar10", help="cifar10 | synthetic")
-    p.add_argument("--data-dir", default=None, help="folder holding cifar-10-python.tar.gz")
+    p.add_argument("--data", default="cifar10", help="cifar10 | synthetic | fashion_mnist")
+    p.add_argument("--data-dir", default=None,
+                   help="folder holding cifar-10-python.tar.gz or the four Fashion-MNIST IDX files")
     p.add_argument("--n-train", type=positive_int, default=None)
     p.add_argument("--n-test", type=positive_int, default=None)
     p.add_argument("--seed", type=nonnegative_int, default=0)
