@@ -4,13 +4,14 @@ The phase itself (:mod:`dnn.convnet.stationary`) records per step ‖ĝ_k‖² a
 (θ_k − a)·ĝ_k, per block the mean iterate and the gradient sum, and every few
 steps the loss.  This module turns that record into
 
-* the primary, θ*-free observed excess loss (η_s/4)·mean‖ĝ‖² with a batch-means SE
-  (:func:`theta_free_excess_loss`; theory.md, "A θ*-free measurement");
+* the primary, θ*-free observed excess loss ((1+β)/(4η_s))·mean‖v‖² with a
+  batch-means SE, which is (η_s/4)·mean‖ĝ‖² for plain SGD
+  (:func:`theta_free_excess_loss`; theory.md, "A θ*-free measurement", "Momentum");
 * the Polyak column, mean L(θ_k) − L(θ̄) with a block correction
   (:func:`polyak_excess_loss`);
-* the identity ratio E[(θ − θ̄)·ĝ] / ((η/2)E‖ĝ‖²), a diagnostic only;
-* the stationarity checks (no drift of the loss or of ‖ĝ‖² between halves, enough
-  effective samples).
+* the identity ratio E[(θ − θ̄)·ĝ] / (((1+β)/(2η))E‖v‖²), a diagnostic only;
+* the stationarity checks (no drift of the loss, of ‖ĝ‖² or of ‖v‖² between
+  halves, enough effective samples).
 
 :mod:`dnn.stationary_summary` adds the predictions (12) and (6) and assembles the
 ``stationary.json`` record.  Both are split from the Keras phase so that they can
@@ -66,16 +67,20 @@ class BatchMeans:
 
 @dataclass(frozen=True)
 class ThetaFreeExcess:
-    """Observed excess loss (η/4)·E‖ĝ‖², the primary estimate."""
+    """Observed excess loss ((1+β)/(4η))·E‖v‖² = (η/4)·E‖ĝ‖² at β = 0, the primary estimate."""
 
-    value: float               # (η/4) mean_k ‖ĝ_k‖²
-    se: float                  # (η/4) × batch-means SE of mean_k ‖ĝ_k‖²
+    value: float               # (η/4) mean_k ‖ĝ_k‖², or ((1+β)/(4η)) mean_k ‖v_k‖² (β > 0)
+    se: float                  # the same factor × the batch-means SE of that mean
     mean_grad_sqnorm: float    # mean_k ‖ĝ_k‖²
     mean_grad_sqnorm_se: float
     n_steps: int               # K, steps averaged
     n_blocks: int              # B, batches of the SE
-    tau_steps: float           # integrated autocorrelation time of ‖ĝ_k‖² (Sokal), in steps
+    tau_steps: float           # integrated autocorrelation time (Sokal) of the series averaged
     n_eff: float               # K / τ: effectively independent steps
+    momentum: float = 0.0      # β of the steps
+    series: str = "grad_sqnorm"        # the series averaged: "grad_sqnorm" or "step_sqnorm"
+    mean_step_sqnorm: float | None = None     # mean_k ‖v_k‖² (when recorded)
+    mean_step_sqnorm_se: float | None = None
 
 
 @dataclass(frozen=True)
@@ -93,13 +98,14 @@ class PolyakExcess:
 
 @dataclass(frozen=True)
 class IdentityRatio:
-    """E[(θ − θ̄)·ĝ] / ((η/2)·E‖ĝ‖²): 1 at stationarity, for any loss (a diagnostic)."""
+    """E[(θ − θ̄)·ĝ] / (((1+β)/(2η))·E‖v‖²): 1 at stationarity, for any loss (a diagnostic)."""
 
     value: float       # r = mean_b x_b / mean_b y_b
     se: float          # batch-means SE of the ratio (delta method over the B blocks)
     numerator: float   # mean_k (θ_k − θ̄)·ĝ_k
-    denominator: float # (η/2) mean_k ‖ĝ_k‖²
+    denominator: float # (η/2) mean_k ‖ĝ_k‖², or ((1+β)/(2η)) mean_k ‖v_k‖² (β > 0)
     n_blocks: int      # B
+    momentum: float = 0.0
 
 
 def _series(values, name):
@@ -274,19 +280,31 @@ def drift_check(series, n_blocks):
             "n_blocks": b}
 
 
-def theta_free_excess_loss(grad_sqnorm, lr, n_blocks=20):
-    r"""Observed stationary excess loss without θ*: (η/4)·E‖ĝ‖².
+def _momentum(value):
+    from ._validate import momentum
 
-    .. math:: \widehat{\Delta} = \frac{\eta}{4}\cdot\frac1K\sum_{k}\|\hat g_k\|^2,\qquad
-              \mathrm{SE} = \frac{\eta}{4}\,\mathrm{SE}_{\text{batch means}},\qquad
+    return momentum(value)
+
+
+def theta_free_excess_loss(grad_sqnorm, lr, n_blocks=20, *, momentum=0.0, step_sqnorm=None):
+    r"""Observed stationary excess loss without θ*: ((1+β)/(4η))·E‖v‖², (η/4)·E‖ĝ‖² at β = 0.
+
+    .. math:: \widehat{\Delta} = \frac{1+\beta}{4\eta}\cdot\frac1K\sum_{k}\|v_k\|^2
+              \;\overset{\beta=0}{=}\;\frac{\eta}{4}\cdot\frac1K\sum_{k}\|\hat g_k\|^2,\qquad
+              \mathrm{SE} = \text{the same factor}\times\mathrm{SE}_{\text{batch means}},\qquad
               n_{\text{eff}} = K/\tau,
 
-    with τ from :func:`integrated_time`.
+    with v_k = θ_k − θ_{k−1} the heavy-ball step and τ from :func:`integrated_time`
+    of the series averaged.  At β = 0, v = −ηĝ, so the two forms agree in exact
+    arithmetic; the plain-SGD form is computed from ‖ĝ_k‖², as it always was.
 
     Exact in expectation for a quadratic loss at stationarity, in discrete time
-    and with any (state-dependent) unbiased gradient noise: the module docstring
-    gives the derivation.  ĝ_k is the gradient SGD stepped with (objective incl.
-    L2), so Δ̂ is the excess of that objective over the whole training set.
+    and with any (state-dependent) unbiased gradient noise: stationarity of
+    E‖θ − a‖², E[(θ − a)·v] and the update v' = βv − ηĝ give
+    E[(θ − a)·∇L] = ((1+β)/(2η))E‖v‖² (:mod:`dnn.convnet.stationary`'s docstring
+    has the three equations), and (θ − θ*)·∇L = 2(L − L*) for a quadratic.  ĝ_k is
+    the gradient SGD stepped with (objective incl. L2), so Δ̂ is the excess of that
+    objective over the whole training set.
 
     Parameters
     ----------
@@ -296,6 +314,11 @@ def theta_free_excess_loss(grad_sqnorm, lr, n_blocks=20):
         η > 0, the learning rate of the steps.
     n_blocks : int
         B >= 2 batches for the batch-means SE (the phase's blocks).
+    momentum : float
+        β in [0, 1).
+    step_sqnorm : (K,) array_like, optional
+        ‖v_k‖² per recorded step; required when β > 0 (then it is the series
+        averaged), summarised alongside when given at β = 0.
 
     Returns
     -------
@@ -304,24 +327,48 @@ def theta_free_excess_loss(grad_sqnorm, lr, n_blocks=20):
     Raises
     ------
     ValueError
-        Non-finite or negative ‖ĝ‖², a bad lr, B < 2 or K < 2B.
+        Non-finite or negative ‖ĝ‖² or ‖v‖², a bad lr or momentum, β > 0 without
+        ``step_sqnorm``, series of different lengths, B < 2 or K < 2B.
 
     Examples
     --------
     >>> r = theta_free_excess_loss([1.0, 3.0, 1.0, 3.0], 0.4, n_blocks=2)
     >>> round(r.value, 12), r.se, r.n_steps
     (0.2, 0.0, 4)
+    >>> r = theta_free_excess_loss([1.0] * 4, 0.5, n_blocks=2, momentum=0.5,
+    ...                            step_sqnorm=[0.5, 1.5, 0.5, 1.5])
+    >>> round(r.value, 12), r.series      # (1.5 / 2) × mean ‖v‖² = 0.75
+    (0.75, 'step_sqnorm')
     """
     g = _series(grad_sqnorm, "grad_sqnorm")
     if np.any(g < 0):
         raise ValueError(f"grad_sqnorm must be >= 0; it contains {g[g < 0][0]}")
     lr = positive_float(lr, "lr")
-    bm = batch_means(g, n_batches=n_blocks)
-    tau = integrated_time(g[g.size - bm.n:])
-    n_eff = bm.n / tau
-    return ThetaFreeExcess(value=0.25 * lr * bm.mean, se=0.25 * lr * bm.se,
-                           mean_grad_sqnorm=bm.mean, mean_grad_sqnorm_se=bm.se, n_steps=bm.n,
-                           n_blocks=bm.n_batches, tau_steps=tau, n_eff=n_eff)
+    beta = _momentum(momentum)
+    v = None
+    if step_sqnorm is not None:
+        v = _series(step_sqnorm, "step_sqnorm")
+        if np.any(v < 0):
+            raise ValueError(f"step_sqnorm must be >= 0; it contains {v[v < 0][0]}")
+        if v.size != g.size:
+            raise ValueError(f"step_sqnorm and grad_sqnorm must have the same length; got "
+                             f"{v.size} and {g.size}")
+    elif beta > 0:
+        raise ValueError(f"momentum = {beta:g} > 0 needs step_sqnorm (the recorded ‖v_k‖²)")
+    bm_g = batch_means(g, n_batches=n_blocks)
+    bm_v = None if v is None else batch_means(v, n_batches=n_blocks)
+    if beta > 0:
+        series, bm, factor = v, bm_v, (1.0 + beta) / (4.0 * lr)
+    else:
+        series, bm, factor = g, bm_g, 0.25 * lr
+    tau = integrated_time(series[series.size - bm.n:])
+    return ThetaFreeExcess(value=factor * bm.mean, se=factor * bm.se,
+                           mean_grad_sqnorm=bm_g.mean, mean_grad_sqnorm_se=bm_g.se,
+                           n_steps=bm.n, n_blocks=bm.n_batches, tau_steps=tau,
+                           n_eff=bm.n / tau, momentum=beta,
+                           series="step_sqnorm" if beta > 0 else "grad_sqnorm",
+                           mean_step_sqnorm=None if bm_v is None else bm_v.mean,
+                           mean_step_sqnorm_se=None if bm_v is None else bm_v.se)
 
 
 def polyak_excess_loss(losses, loss_at_mean, block_losses):
@@ -382,23 +429,30 @@ def polyak_excess_loss(losses, loss_at_mean, block_losses):
                         n_records=bm.n, n_blocks=b, tau_records=bm.tau)
 
 
-def identity_ratio(grad_sqnorm, anchored_dot, block_offset_dot, lr):
-    r"""The fluctuation–dissipation ratio E[(θ − θ̄)·ĝ] / ((η/2)·E‖ĝ‖²), with its SE.
+def identity_ratio(grad_sqnorm, anchored_dot, block_offset_dot, lr, *, momentum=0.0,
+                   step_sqnorm=None):
+    r"""The fluctuation–dissipation ratio E[(θ − θ̄)·ĝ] / (((1+β)/(2η))·E‖v‖²), with its SE.
 
-    The phase records, per step, y_k = ‖ĝ_k‖² and u_k = (θ_k − a)·ĝ_k (a: θ at the
-    start of recording) and, per block, c_b = (θ̄ − a)·G_b with G_b = Σ_{k∈b} ĝ_k.
-    Per block of m steps,
+    The phase records, per step, y_k = ‖ĝ_k‖², w_k = ‖v_{k+1}‖² (the step taken)
+    and u_k = (θ_k − a)·ĝ_k (a: θ at the start of recording) and, per block,
+    c_b = (θ̄ − a)·G_b with G_b = Σ_{k∈b} ĝ_k.  Per block of m steps,
 
     .. math:: x_b = \frac1m\Big(\sum_{k\in b} u_k - c_b\Big)
                   = \frac1m\sum_{k\in b}(\theta_k-\bar\theta)\cdot\hat g_k,\qquad
-              r = \frac{\bar x}{\tfrac{\eta}{2}\,\bar y},\qquad
-              \mathrm{SE}(r) = \frac{\mathrm{sd}_b(x_b - r\,\tfrac{\eta}{2}\,y_b)}
-                                    {\sqrt B\;\tfrac{\eta}{2}\,\bar y}.
+              d_b = \frac{1+\beta}{2\eta}\,\bar w_b
+                  \;\overset{\beta=0}{=}\;\frac{\eta}{2}\,\bar y_b,\qquad
+              r = \frac{\bar x}{\bar d},\qquad
+              \mathrm{SE}(r) = \frac{\mathrm{sd}_b(x_b - r\,d_b)}{\sqrt B\;\bar d}.
 
-    Summing θ_{k+1} = θ_k − ηĝ_k gives, exactly,
-    r = 1 + (‖θ_0 − θ̄‖² − ‖θ_K − θ̄‖²)/(η² Σ_k ‖ĝ_k‖²): r < 1 means the iterates
-    ended farther from θ̄ than they started (diffusion along flat directions).
-    A diagnostic, not a gate: flat directions carry almost no loss.
+    Summing the updates gives, exactly, with x_k = θ_k − θ̄ and p_k = x_k·v_k,
+
+    .. math:: \sum_k x_k\cdot\hat g_k = \frac{1+\beta}{2\eta}\sum_k\|v_{k+1}\|^2
+              + \frac{(1-\beta)(\|x_0\|^2 - \|x_K\|^2)/2 + \beta(p_0 - p_K)}{\eta}
+
+    (from ‖x_{k+1}‖² = ‖x_k‖² + 2x_k·v_{k+1} + ‖v_{k+1}‖² and
+    x_k·v_{k+1} = βp_k − ηx_k·ĝ_k); at β = 0, r = 1 + (‖x_0‖² − ‖x_K‖²)/(η²Σ‖ĝ_k‖²).
+    r < 1 means the iterates ended farther from θ̄ than they started (diffusion along
+    flat directions).  A diagnostic, not a gate: flat directions carry almost no loss.
 
     Parameters
     ----------
@@ -408,6 +462,10 @@ def identity_ratio(grad_sqnorm, anchored_dot, block_offset_dot, lr):
         c_b, B >= 2.
     lr : float
         η > 0.
+    momentum : float
+        β in [0, 1).
+    step_sqnorm : (K,) array_like, optional
+        w_k; required when β > 0 (at β = 0 the denominator uses y_k).
 
     Returns
     -------
@@ -423,26 +481,34 @@ def identity_ratio(grad_sqnorm, anchored_dot, block_offset_dot, lr):
     u = _series(anchored_dot, "anchored_dot")
     c = _series(block_offset_dot, "block_offset_dot")
     lr = positive_float(lr, "lr")
+    beta = _momentum(momentum)
+    if beta > 0:
+        if step_sqnorm is None:
+            raise ValueError(f"momentum = {beta:g} > 0 needs step_sqnorm (the recorded ‖v_k‖²)")
+        den_series, factor = _series(step_sqnorm, "step_sqnorm"), (1.0 + beta) / (2.0 * lr)
+    else:
+        den_series, factor = y, 0.5 * lr
     b = c.size
     if b < 2:
         raise ValueError(f"block_offset_dot needs at least 2 blocks; got {b}")
-    if y.size != u.size or y.size < 2 * b or y.size % b:
-        raise ValueError(f"grad_sqnorm and anchored_dot must hold the same multiple of {b} "
-                         f"(the number of blocks) values, at least {2 * b}; got {y.size} "
-                         f"and {u.size}")
+    if not (y.size == u.size == den_series.size) or y.size < 2 * b or y.size % b:
+        raise ValueError(f"grad_sqnorm, anchored_dot (and step_sqnorm) must hold the same "
+                         f"multiple of {b} (the number of blocks) values, at least {2 * b}; "
+                         f"got {y.size}, {u.size} and {den_series.size}")
     m = y.size // b
     x_b = (u.reshape(b, m).sum(axis=1) - c) / m
-    d_b = 0.5 * lr * y.reshape(b, m).mean(axis=1)
+    d_b = factor * den_series.reshape(b, m).mean(axis=1)
     den = float(d_b.mean())
     if den <= 0:
-        return IdentityRatio(float("nan"), float("nan"), float(x_b.mean()), den, b)
+        return IdentityRatio(float("nan"), float("nan"), float(x_b.mean()), den, b, beta)
     r = float(x_b.mean()) / den
     se = float(np.std(x_b - r * d_b, ddof=1)) / math.sqrt(b) / den
     return IdentityRatio(value=r, se=se, numerator=float(x_b.mean()), denominator=den,
-                         n_blocks=b)
+                         n_blocks=b, momentum=beta)
 
 
-def stationarity_check(drift_loss, drift_grad_sqnorm, n_eff, n_blocks=None):
+def stationarity_check(drift_loss, drift_grad_sqnorm, n_eff, n_blocks=None, *,
+                       drift_step_sqnorm=None):
     r"""Does a phase count as stationary?  Both drifts small and enough effective samples.
 
     Stationary iff |z| < :data:`DRIFT_Z_MAX` for the drift of the loss and of
@@ -453,14 +519,19 @@ def stationarity_check(drift_loss, drift_grad_sqnorm, n_eff, n_blocks=None):
     they ask that the measured quantities stopped moving, not that every flat
     direction equilibrated.
 
+    With momentum the estimate averages ‖v_k‖², so its drift is checked too
+    (``drift_step_sqnorm``) and ``n_eff`` is that of ‖v_k‖².
+
     Parameters
     ----------
     drift_loss, drift_grad_sqnorm : dict or None
         :func:`drift_check` of the loss records and of ‖ĝ_k‖² (None: untestable).
     n_eff : float or None
-        Effective sample size of ‖ĝ_k‖².
+        Effective sample size of the series the estimate averages.
     n_blocks : int, optional
         B, the batch-means blocks.
+    drift_step_sqnorm : dict, optional
+        :func:`drift_check` of ‖v_k‖² (given with momentum; not checked when None).
 
     Returns
     -------
@@ -475,7 +546,10 @@ def stationarity_check(drift_loss, drift_grad_sqnorm, n_eff, n_blocks=None):
     """
     min_n_eff = max(MIN_N_EFF, float(n_blocks or 0))
     failed = []
-    for name, d in (("loss", drift_loss), ("grad_sqnorm", drift_grad_sqnorm)):
+    checks = [("loss", drift_loss), ("grad_sqnorm", drift_grad_sqnorm)]
+    if drift_step_sqnorm is not None:
+        checks.append(("step_sqnorm", drift_step_sqnorm))
+    for name, d in checks:
         if d is None:
             failed.append(f"{name} drift untestable (fewer than {MIN_DRIFT_BLOCKS} blocks)")
         elif not abs(d["z"]) < DRIFT_Z_MAX:
@@ -485,6 +559,9 @@ def stationarity_check(drift_loss, drift_grad_sqnorm, n_eff, n_blocks=None):
                       f"(< {min_n_eff:g})")
     return {"stationary": not failed,
             "criteria": (f"|loss drift z| < {DRIFT_Z_MAX:g} and |grad_sqnorm drift z| < "
-                         f"{DRIFT_Z_MAX:g} and n_eff(grad_sqnorm) >= max({MIN_N_EFF:g}, "
-                         f"n_blocks)"),
+                         f"{DRIFT_Z_MAX:g}"
+                         + (f" and |step_sqnorm drift z| < {DRIFT_Z_MAX:g} and "
+                            f"n_eff(step_sqnorm)" if drift_step_sqnorm is not None
+                            else " and n_eff(grad_sqnorm)")
+                         + f" >= max({MIN_N_EFF:g}, n_blocks)"),
             "min_n_eff": min_n_eff, "failed": failed}

@@ -14,4 +14,9 @@ python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -
 # sdeint is pure Python and ships no wheel for 3.12 specifically.
 python3 -m pip download -q --no-deps --only-binary=:all: -d .whl sdeint==0.3.0 || \
     python3 -m pip wheel -q --no-deps -w .whl sdeint==0.3.0
+# Fashion-MNIST (31 MB, from Debian's dataset-fashion-mnist) travels with the wheels: the
+# device cannot download it. gpu_check.sh copies it into ~/.keras/datasets/fashion-mnist.
+if [ -d /usr/share/datasets/fashion-mnist ]; then
+    mkdir -p .whl/fashion-mnist && cp /usr/share/datasets/fashion-mnist/*-ubyte.gz .whl/fashion-mnist/
+fi
 ls -la .whl

@@ -50,6 +50,12 @@ def _cli(capsys, *argv):
     ("--stationary-lr", "0", "0"),
     ("--stationary-lr", "-1", "-1"),
     ("--stationary-steps", "0", "0"),
+    ("--momentum", "1", "1"),
+    ("--momentum", "-0.1", "-0.1"),
+    ("--momentum", "nan", "nan"),
+    ("--momentum", "0.9x", "0.9x"),
+    ("--stationary-momentum", "1.5", "1.5"),
+    ("--stationary-momentum", "nan", "nan"),
     ("--executor", "bogus", "bogus"),
     ("--address", "localhost:6379", "--address"),   # without --executor ray
 ])
@@ -102,6 +108,45 @@ def test_run_grid_rejects_bad_arguments_before_any_work(tmp_path, kwargs, match)
     with pytest.raises(ValueError, match=match):
         run_grid(kwargs.pop("preset"), out, quiet=True, **kwargs)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("beta", [math.nan, 1.0, -0.5, True, "0.9"])
+def test_momentum_settings_must_be_in_the_unit_interval(beta):
+    with pytest.raises(ValueError, match=r"stationary momentum must be .*" + str(beta)):
+        StationarySettings(momentum=beta)
+    from validation.grid import get_preset
+    import dataclasses
+
+    with pytest.raises(ValueError, match=r"^momentum must be .*" + str(beta)):
+        dataclasses.replace(get_preset("smoke"), momentum=beta)
+
+
+def test_grid_momentum_flags_reach_training_and_the_phase_and_mixed_beta_is_refused(
+        monkeypatch, tmp_path, capsys):
+    import validation.stationary as vstat
+
+    grid_helpers.install(monkeypatch)
+    seen = []
+
+    def run_stationary(run_dir, **kwargs):
+        seen.append(kwargs.get("momentum"))
+        rec = {"status": "completed", "phase": {}, "schema_version": 2}
+        (run_dir / "stationary.json").write_text(json.dumps(rec))
+        return rec
+
+    monkeypatch.setattr(vstat, "run_stationary", run_stationary)
+    out = tmp_path / "runs"
+    base = ["grid", "--preset", "smoke", "--loss", "kld", "--shard", "0/6", "--out", out,
+            "--quiet"]
+    code, _, _ = _cli(capsys, *base, "--momentum", "0.9", "--stationary-momentum", "0.5")
+    assert code == 0 and seen == [0.5]
+    (run,) = [json.loads(p.read_text()) for p in out.glob("*/run.json")]
+    assert run["config"]["momentum"] == 0.9
+    # the same folder with another training β: refused before any work, one line, exit 2
+    code, _, err = _cli(capsys, *base, "--momentum", "0.5")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "different configuration" in err and "momentum" in err
+    assert seen == [0.5]
 
 
 @pytest.mark.parametrize("lr", [math.nan, math.inf, -math.inf, 0.0, -1.0, True])

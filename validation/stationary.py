@@ -1,6 +1,7 @@
 """The stationary stage of a grid run: one call into :mod:`dnn.convnet.stationary`, one file out.
 
-The measurement (the phase, the θ*-free observed excess loss (η_s/4)·E‖ĝ‖², the
+The measurement (the phase, the θ*-free observed excess loss ((1+β)/(4η_s))·E‖v‖²,
+(η_s/4)·E‖ĝ‖² for plain SGD, the
 Polyak column, the stationarity checks, the predictions (12) and (6) and their
 ratios) lives in :mod:`dnn.convnet.stationary`, where the raw record is produced, so
 one reader follows it in one file.  This module is the narrow interface the
@@ -39,7 +40,7 @@ def is_current(record):
 
 def run_stationary(run_dir, *, lr=None, steps=2000, burn_in=None, eval_examples=2048,
                    record_every=10, n_blocks=20, measure_examples=None, probes=None,
-                   power_iters=20, seed=0, overwrite=False, quiet=True):
+                   power_iters=20, seed=0, overwrite=False, quiet=True, momentum=None):
     """Run the stationary phase of a trained run and write ``run_dir/stationary.json``.
 
     Parameters
@@ -48,6 +49,8 @@ def run_stationary(run_dir, *, lr=None, steps=2000, burn_in=None, eval_examples=
         A completed ``dnn.train`` run folder.
     lr : float, optional
         η_s; default: the schedule's final learning rate.
+    momentum : float, optional
+        β_s of the phase's heavy-ball steps; default: the run's training momentum.
     steps, burn_in, eval_examples, record_every, n_blocks, seed
         The phase (:func:`dnn.convnet.stationary.stationary_phase`).
     measure_examples, probes, power_iters
@@ -80,6 +83,6 @@ def run_stationary(run_dir, *, lr=None, steps=2000, burn_in=None, eval_examples=
     record = dstat.measure_stationary(
         run_dir, lr=lr, steps=steps, burn_in=burn_in, eval_examples=eval_examples,
         record_every=record_every, n_blocks=n_blocks, measure_examples=measure_examples,
-        probes=probes, power_iters=power_iters, seed=seed, quiet=quiet)
+        probes=probes, power_iters=power_iters, seed=seed, quiet=quiet, momentum=momentum)
     atomic_write_json(path, record)
     return record

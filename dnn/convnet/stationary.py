@@ -1,30 +1,35 @@
 r"""The stationary measurement around a trained network: the phase and its statistics.
 
-After training, plain SGD continues at a fixed learning rate η_s and batch size S
-with batch norm frozen; the phase records per step the squared norm of the
-minibatch gradient it stepped with, ‖ĝ_k‖², and the observed excess loss is
+After training, heavy-ball SGD (the run's momentum β, 0 for plain SGD) continues
+at a fixed learning rate η_s and batch size S with batch norm frozen; the phase
+records per step the squared length of the step it took, ‖v_k‖² = ‖θ_k − θ_{k−1}‖²,
+and of the minibatch gradient it stepped with, ‖ĝ_k‖², and the observed excess
+loss is
 
-.. math:: \widehat{\Delta} = \frac{\eta_s}{4}\,\overline{\|\hat g\|^2}
-          \qquad(\text{theory.md, "A θ*-free measurement"}),
+.. math:: \widehat{\Delta} = \frac{1+\beta}{4\eta_s}\,\overline{\|v\|^2}
+          \;\overset{\beta=0}{=}\; \frac{\eta_s}{4}\,\overline{\|\hat g\|^2}
+          \qquad(\text{theory.md, "A θ*-free measurement" and "Momentum"}),
 
 which needs neither θ* nor a loss evaluation.  This module is the one home of
-that measurement: the Keras phase (:func:`sgd_stationary`,
-:func:`stationary_phase`), the pure-numpy statistics of its record
-(:mod:`dnn.stationary_stats` and :mod:`dnn.stationary_summary`, re-exported
-here), and one call that
-does both for a trained run (:func:`measure_stationary`).
-:mod:`validation.stationary` only calls :func:`measure_stationary` and writes
-``stationary.json``; :mod:`validation.report` reads the statistics from there.
+that measurement: the phase (:func:`sgd_stationary`, :func:`stationary_phase`),
+the pure-numpy statistics of its record (:mod:`dnn.stationary_stats` and
+:mod:`dnn.stationary_summary`, re-exported here), and one call that does both for
+a trained run (:func:`measure_stationary`).  :mod:`validation.stationary` only
+calls :func:`measure_stationary` and writes ``stationary.json``;
+:mod:`validation.report` reads the statistics from there.
 
-Why the estimator holds.  For SGD θ' = θ − ηĝ and any fixed a, stationarity of
-E‖θ − a‖² gives E[(θ − a)·∇L(θ)] = (η/2)·E‖ĝ‖² exactly, for any loss (it uses
-only E[ĝ | θ] = ∇L(θ)).  For a quadratic L with minimiser θ*,
-(θ − θ*)·∇L = 2(L − L*), hence E[L − L*] = (η/4)·E‖ĝ‖², in discrete time and
-with state-dependent noise.  On a network it assumes the loss is quadratic over
-the fluctuation scale and a fixed function of θ (BN frozen).  The identity
-ratio E[(θ − θ̄)·ĝ] / ((η/2)·E‖ĝ‖²) is reported as a diagnostic only: it falls
-below 1 when ‖θ − θ̄‖² keeps growing along flat directions that carry almost no
-loss, which does not bias the excess loss.
+Why the estimator holds.  Let x = θ − a for any fixed a and v' = βv − ηĝ the step.
+Stationarity of E‖x‖², E[x·v] and the update give three equations:
+2E[x·v'] + E‖v'‖² = 0 (from ‖x + v'‖²), E[x·v] = E[x·v'] + E‖v'‖² (from
+(x + v')·v'), and E[x·v'] = βE[x·v] − ηE[x·∇L] (E[ĝ | θ] = ∇L).  Eliminating
+E[x·v] and E[x·v'] gives E[(θ − a)·∇L] = ((1+β)/(2η))·E‖v‖², exactly, for any
+loss; at β = 0, v = −ηĝ and this is (η/2)·E‖ĝ‖².  For a quadratic L with minimiser
+θ*, (θ − θ*)·∇L = 2(L − L*), hence E[L − L*] = ((1+β)/(4η))·E‖v‖², in discrete
+time and with state-dependent noise.  On a network it assumes the loss is
+quadratic over the fluctuation scale and a fixed function of θ (BN frozen).  The
+identity ratio E[(θ − θ̄)·ĝ] / (((1+β)/(2η))·E‖v‖²) is reported as a diagnostic
+only: it falls below 1 when ‖θ − θ̄‖² keeps growing along flat directions that
+carry almost no loss, which does not bias the excess loss.
 
 The second column, kept for comparison, is the Polyak method: mean_k L(θ_k) −
 L(θ̄) with a block correction for L(θ̄) − L(E θ) (:func:`polyak_excess_loss`).
@@ -35,22 +40,29 @@ Conventions
   measurements) runs batch norm in inference mode with the running statistics
   of the end of training, so the loss is a fixed function of θ.  BN's γ and β
   stay trainable.
-* **Plain SGD** (momentum 0, no augmentation): θ_{k+1} = θ_k − η_s ĝ_k, with ĝ_k
-  the mean gradient of the training objective (data loss + L2 penalty) over S
-  examples drawn **i.i.d. with replacement** from the training set, so
-  E[ĝ | θ] = ∇L(θ) and Cov(ĝ) = Σ/S (c_S = 1/S).
+* **Heavy ball** (no augmentation): v_{k+1} = βv_k − η_s ĝ_k, θ_{k+1} = θ_k + v_{k+1}
+  (Keras' SGD with momentum β), v = 0 at the start of the burn-in, which lets the
+  velocity equilibrate; ĝ_k is the mean gradient of the training objective (data
+  loss + L2 penalty) over S examples drawn **i.i.d. with replacement** from the
+  training set, so E[ĝ | θ] = ∇L(θ) and Cov(ĝ) = Σ/S (c_S = 1/S).
 * **Blocks.** After ``burn_in`` steps the K recorded steps are cut into B
-  contiguous blocks.  Per step: ‖ĝ_k‖² and (θ_k − a)·ĝ_k (a = θ at the start of
-  recording, so the float32 sums stay small).  Per block: the mean of the
-  iterates θ̄_b and the gradient sum G_b = Σ_{k∈b} ĝ_k, kept on the device inside
-  the optimizer (as Keras keeps EMA weights); θ̄ = mean_b θ̄_b.  Every
-  ``record_every`` steps L(θ_k) is measured on a fixed evaluation subset, for
-  the Polyak column and the loss-drift check.  No extra forward or backward
-  pass is spent on ‖ĝ‖².
+  contiguous blocks.  Per step: ‖ĝ_k‖², ‖v_{k+1}‖² and (θ_k − a)·ĝ_k (a = θ at the
+  start of recording, so the float32 sums stay small).  Per block: the mean of the
+  iterates θ̄_b and the gradient sum G_b = Σ_{k∈b} ĝ_k, kept on the device;
+  θ̄ = mean_b θ̄_b.  Every ``record_every`` steps L(θ_k) is measured on a fixed
+  evaluation subset, for the Polyak column and the loss-drift check.  No extra
+  forward or backward pass is spent on ‖ĝ‖² or ‖v‖².
 
-Backend-agnostic: a wrapper model forcing ``training=False`` and a Keras
-optimizer subclass written in ``keras.ops``, trained with ``train_on_batch``;
-the same code runs on JAX and TensorFlow (tests check both on a linear model).
+Two engines run the steps, with the same minibatch draws (all drawn up front per
+block from one ``numpy`` Generator) and the same record:
+
+* **JAX** (default there): one jitted ``lax.scan`` per block over
+  ``model.stateless_call``, compiled once per architecture and batch size in the
+  process and reused by every later run (:mod:`dnn.convnet._stationary_jax`);
+* **TensorFlow**, and JAX with ``loop="per_step"``: one ``train_on_batch`` per
+  step with a measuring Keras optimizer (:mod:`dnn.convnet._stationary_keras`).
+  TensorFlow keeps this per-step path; the tests check both backends on a
+  linear model.
 """
 
 from __future__ import annotations
@@ -63,6 +75,7 @@ from pathlib import Path
 import numpy as np
 
 from .._validate import int_at_least, positive_float
+from .._validate import momentum as check_momentum
 from .. import stationary_stats as _stats
 from .. import stationary_summary as _summary
 from ..stationary_stats import *  # noqa: F401,F403  (one import for callers)
@@ -73,6 +86,7 @@ __all__ = [
     *_summary.__all__,
     # the phase (keras, imported lazily)
     "SAMPLER",
+    "LOOPS",
     "sgd_stationary",
     "StationaryRun",
     "load_for_stationary",
@@ -88,98 +102,9 @@ SAMPLER = "iid_with_replacement"
 
 # ------------------------------------------------------------------ the phase (keras)
 
-_CLASSES = {}
-
-
-def _classes(keras):
-    """The wrapper model and the measuring optimizer, built once per process (keras is lazy)."""
-    if _CLASSES:
-        return _CLASSES["model"], _CLASSES["opt"]
-    ops = keras.ops
-
-    class InferenceModeModel(keras.Model):
-        """Calls ``inner`` with ``training=False`` always: BN uses running statistics.
-
-        Gradients still flow to every trainable variable of ``inner`` (γ, β
-        included); the running statistics are never updated.
-        """
-
-        def __init__(self, inner, **kwargs):
-            super().__init__(**kwargs)
-            self.inner = inner
-
-        def call(self, x, training=False):
-            return self.inner(x, training=False)
-
-    class StationarySGD(keras.optimizers.Optimizer):
-        """Plain SGD that also measures the gradient it steps with.
-
-        Per step, before the update: ``grad_sqnorm`` ← ‖ĝ‖² and ``anchored_dot`` ←
-        (θ − a)·ĝ over all variables (a = ``anchors``), and ``grad_sums`` += ĝ.
-        After it, ``averages`` ← running mean of the iterates since ``iterations``
-        was 0 (avg ← avg + (θ_new − avg)/(t + 1)).  The caller resets
-        ``iterations`` and ``grad_sums`` at each block start and sets ``anchors``
-        once.  Written in keras.ops, so it runs inside the compiled train step on
-        every backend; on JAX the variables are read through the stateless scope.
-        """
-
-        def __init__(self, learning_rate, **kwargs):
-            super().__init__(learning_rate=learning_rate, name="stationary_sgd", **kwargs)
-
-        def build(self, variables):
-            if self.built:
-                return
-            super().build(variables)
-            self.averages = [self.add_variable_from_reference(v, name="average")
-                             for v in variables]
-            self.anchors = [self.add_variable_from_reference(v, name="anchor")
-                            for v in variables]
-            self.grad_sums = [self.add_variable_from_reference(v, name="grad_sum")
-                              for v in variables]
-            self.grad_sqnorm = self.add_variable((), initializer="zeros", dtype="float32",
-                                                 name="grad_sqnorm")
-            self.anchored_dot = self.add_variable((), initializer="zeros", dtype="float32",
-                                                  name="anchored_dot")
-
-        def apply(self, grads, trainable_variables=None):
-            if trainable_variables is not None and not self.built:
-                self.build(list(trainable_variables))
-            variables = (self._trainable_variables if trainable_variables is None
-                         else list(trainable_variables))
-            sq = ops.zeros((), "float32")
-            dot = ops.zeros((), "float32")
-            for g, v in zip(grads, variables):
-                if g is None:
-                    continue
-                i = self._get_variable_index(v)
-                g32 = ops.cast(g, "float32")
-                sq = ops.add(sq, ops.sum(ops.square(g32)))
-                # θ − a, not θ: the float32 sum of θ·ĝ would bury the small (θ − θ̄)·ĝ
-                delta = ops.subtract(ops.cast(v, "float32"),
-                                     ops.cast(self.anchors[i], "float32"))
-                dot = ops.add(dot, ops.sum(ops.multiply(delta, g32)))
-                s = self.grad_sums[i]
-                self.assign(s, ops.add(s, ops.cast(g, s.dtype)))
-            self.assign(self.grad_sqnorm, sq)
-            self.assign(self.anchored_dot, dot)
-            return super().apply(grads, trainable_variables)
-
-        def update_step(self, gradient, variable, learning_rate):
-            lr = ops.cast(learning_rate, variable.dtype)
-            new = ops.subtract(variable, ops.multiply(ops.cast(gradient, variable.dtype), lr))
-            self.assign(variable, new)
-            avg = self.averages[self._get_variable_index(variable)]
-            count = ops.cast(self.iterations + 1, variable.dtype)
-            self.assign(avg, ops.add(avg, ops.divide(ops.subtract(new, avg), count)))
-
-    _CLASSES["model"], _CLASSES["opt"] = InferenceModeModel, StationarySGD
-    return InferenceModeModel, StationarySGD
-
-
-def _chunks(n, max_chunk):
-    k = max(1, math.ceil(n / max_chunk))
-    # near-equal chunks: at most two distinct shapes, hence at most two compilations
-    return np.array_split(np.arange(n), k)
+#: Values of ``sgd_stationary``'s ``loop``: one compiled scan per block (JAX), or one
+#: ``train_on_batch`` per step (any backend; the TensorFlow path and the reference).
+LOOPS = ("auto", "compiled", "per_step")
 
 
 def _block_geometry(anchor, block_means, block_grad_sums, theta_end):
@@ -198,15 +123,40 @@ def _block_geometry(anchor, block_means, block_grad_sums, theta_end):
     return theta_bar, dots, sq_start, sq_end
 
 
-def sgd_stationary(model, x, y, loss, *, lr, batch_size, steps, burn_in=None, eval_x=None,
-                   eval_y=None, record_every=10, n_blocks=20, eval_batch=1024, seed=0,
-                   quiet=True):
-    r"""Run plain SGD at fixed η from ``model``'s weights and record the stationary phase.
+def _offset_dot(theta, theta_bar, velocity):
+    """(θ − θ̄)·v in float64, summed over variables."""
+    return float(sum(np.vdot(np.asarray(t, np.float64) - tb, np.asarray(v, np.float64))
+                     for t, tb, v in zip(theta, theta_bar, velocity)))
 
-    The backend-agnostic core used for every model, from the linear model of the
-    tests to ResNet-56.  See the module docstring for the conventions (BN frozen,
-    i.i.d. minibatches with replacement, blocks) and :func:`summarize_stationary`
-    for the statistics of the returned record.
+
+def _engine_class(keras, loop):
+    backend = keras.backend.backend()
+    if loop not in LOOPS:
+        raise ValueError(f"loop must be one of {LOOPS}; got {loop!r}")
+    if loop == "auto":
+        loop = "compiled" if backend == "jax" else "per_step"
+    if loop == "compiled":
+        if backend != "jax":
+            raise ValueError(f"loop='compiled' needs the jax backend; the keras backend is "
+                             f"{backend!r} (use loop='per_step' or 'auto')")
+        from ._stationary_jax import JaxStationaryEngine as Engine
+    else:
+        from ._stationary_keras import KerasStationaryEngine as Engine
+    return loop, Engine
+
+
+def sgd_stationary(model, x, y, loss, *, lr, batch_size, steps, burn_in=None, momentum=0.0,
+                   eval_x=None, eval_y=None, record_every=10, n_blocks=20, eval_batch=1024,
+                   seed=0, quiet=True, loop="auto"):
+    r"""Run heavy-ball SGD at fixed η from ``model``'s weights and record the stationary phase.
+
+    The backend-agnostic driver used for every model, from the linear model of the
+    tests to ResNet-56: it draws the minibatches, feeds them to an engine block by
+    block (:mod:`dnn.convnet._stationary_jax`'s compiled scan on JAX, or
+    :mod:`dnn.convnet._stationary_keras`'s per-step loop) and computes θ̄ and the
+    block geometry.  See the module docstring for the conventions (BN frozen, i.i.d.
+    minibatches with replacement, blocks) and :func:`summarize_stationary` for the
+    statistics of the returned record.
 
     Parameters
     ----------
@@ -216,7 +166,7 @@ def sgd_stationary(model, x, y, loss, *, lr, batch_size, steps, burn_in=None, ev
         Training data (the finite sum SGD samples from).
     loss : callable
         ``loss(y_true, y_pred) -> (batch,)`` per-example data loss in ``keras.ops``;
-        regularisation losses of ``model`` are added by Keras.
+        the regularisation losses of ``model`` (its L2 penalty) are added, as Keras does.
     lr : float
         η_s > 0.
     batch_size : int
@@ -225,11 +175,14 @@ def sgd_stationary(model, x, y, loss, *, lr, batch_size, steps, burn_in=None, ev
         K, the recorded steps; rounded up to a multiple of ``n_blocks * record_every``.
     burn_in : int, optional
         Steps run before recording; default ``steps // 4``.
+    momentum : float
+        Heavy-ball β in [0, 1): v_{k+1} = βv_k − ηĝ_k, θ_{k+1} = θ_k + v_{k+1}, with
+        v = 0 at the start of the burn-in (0: plain SGD).
     eval_x, eval_y : array_like, optional
         Evaluation subset on which L is measured (Polyak column, loss drift);
         default the training data.
     record_every : int
-        Steps between recorded losses (‖ĝ‖² is recorded at every step).
+        Steps between recorded losses (‖ĝ‖² and ‖v‖² are recorded at every step).
     n_blocks : int
         B >= 2 blocks for the block averages, batch means and the drift checks
         (which need B >= 8).
@@ -239,25 +192,39 @@ def sgd_stationary(model, x, y, loss, *, lr, batch_size, steps, burn_in=None, ev
         Seed of the minibatch draws.
     quiet : bool
         Silence the progress bar.
+    loop : {"auto", "compiled", "per_step"}
+        ``"compiled"``: one jitted ``lax.scan`` per block, compiled once per
+        architecture and batch size in the process (JAX only); ``"per_step"``: one
+        ``train_on_batch`` per step (any backend); ``"auto"``: compiled on JAX,
+        per-step on TensorFlow.  Both draw the same minibatches.
 
     Returns
     -------
     dict
         ``status`` ("completed" or "diverged"); per recorded step ``grad_sqnorm``
-        (‖ĝ_k‖²) and ``anchored_dot`` ((θ_k − a)·ĝ_k); per block
-        ``block_offset_dot`` ((θ̄ − a)·G_b) and ``block_losses`` (L(θ̄_b));
-        ``sqdist_start`` and ``sqdist_end`` (‖θ − θ̄‖² at the first recorded step
-        and after the last); ``losses`` (recorded L(θ_k)), ``record_steps``,
-        ``loss_at_start``, ``loss_at_mean`` (L(θ̄)), ``mean_weights`` (θ̄ as float32
-        arrays, one per trainable variable), and the settings (``lr``,
-        ``batch_size``, ``steps``, ``burn_in``, ``record_every``, ``n_blocks``,
-        ``eval_examples``, ``n_data``, ``replacement``, ``sampler``, ``seed``,
+        (‖ĝ_k‖²), ``step_sqnorm`` (‖v_{k+1}‖² = ‖θ_{k+1} − θ_k‖²) and
+        ``anchored_dot`` ((θ_k − a)·ĝ_k); per block ``block_offset_dot``
+        ((θ̄ − a)·G_b) and ``block_losses`` (L(θ̄_b)); ``sqdist_start`` and
+        ``sqdist_end`` (‖θ − θ̄‖² at the first recorded step and after the last);
+        ``veldot_start`` and ``veldot_end`` ((θ − θ̄)·v there); ``losses``
+        (recorded L(θ_k)), ``record_steps``, ``loss_at_start``, ``loss_at_mean``
+        (L(θ̄)), ``mean_weights`` (θ̄ as float32 arrays, one per trainable
+        variable), and the settings (``lr``, ``momentum``, ``batch_size``,
+        ``steps``, ``burn_in``, ``record_every``, ``n_blocks``, ``eval_examples``,
+        ``n_data``, ``replacement``, ``sampler``, ``seed``, ``loop``,
         ``wall_time_s``).
+
+    Raises
+    ------
+    ValueError
+        A bad lr, batch_size, steps, burn_in, momentum, record_every, n_blocks,
+        eval_batch or loop, mismatched data lengths, or ``loop="compiled"`` off JAX.
     """
-    from .backend import import_keras, to_numpy
+    from .backend import import_keras
 
     keras = import_keras()
     lr = positive_float(lr, "lr")
+    momentum = check_momentum(momentum)
     x = np.asarray(x)
     y = np.asarray(y)
     n = int_at_least(len(x), "number of training examples", 1)
@@ -276,115 +243,91 @@ def sgd_stationary(model, x, y, loss, *, lr, batch_size, steps, burn_in=None, ev
     if len(eval_x) == 0 or len(eval_x) != len(eval_y):
         raise ValueError(f"eval_x and eval_y must be non-empty and of equal length; got "
                          f"{len(eval_x)} and {len(eval_y)}")
+    loop, Engine = _engine_class(keras, loop)
     # Whole blocks of whole recording intervals, so batch means line up with θ̄_b.
     unit = n_blocks * record_every
     steps = unit * math.ceil(steps / unit)
     block_len = steps // n_blocks
 
-    Wrapper, StationarySGD = _classes(keras)
-    wrapped = Wrapper(model)
-    opt = StationarySGD(lr)
-    wrapped.compile(optimizer=opt, loss=loss, jit_compile="auto")
-    variables = wrapped.trainable_variables
-    ops = keras.ops
-    # Device-resident evaluation chunks: they are reused at every record.
-    eval_chunks = [(ops.convert_to_tensor(eval_x[idx]), ops.convert_to_tensor(eval_y[idx]),
-                    len(idx)) for idx in _chunks(len(eval_x), eval_batch)]
-
-    def eval_loss():
-        tot = 0.0
-        for xe, ye, m in eval_chunks:
-            tot += m * float(wrapped.test_on_batch(xe, ye, return_dict=True)["loss"])
-        return tot / len(eval_x)
-
-    def host(vs):
-        return [to_numpy(v).astype(np.float32) for v in vs]
-
-    def set_weights(ws):
-        for v, w in zip(variables, ws):
-            v.assign(w)
-
-    rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
-    losses, record_steps, block_means, block_grad_sums = [], [], [], []
-    grad_sqnorm = np.zeros(steps)
-    anchored_dot = np.zeros(steps)
-    anchor = None
+    engine = Engine(model, x, y, loss, lr=lr, momentum=momentum, batch_size=s,
+                    record_every=record_every, block_len=block_len, eval_x=eval_x,
+                    eval_y=eval_y, eval_batch=eval_batch)
+    rng = np.random.default_rng(seed)
+
+    def draw(m):
+        # one draw per step, in time order: the stream does not depend on the engine
+        return np.stack([rng.integers(0, n, size=s) for _ in range(m)])
+
+    losses, block_means, block_grad_sums = [], [], []
+    per_step = {k: [] for k in ("grad_sqnorm", "step_sqnorm", "anchored_dot")}
+    anchor = velocity_start = None
     status = "completed"
-    loss_at_start = eval_loss()
-    total = burn_in + steps
+    loss_at_start = engine.eval_loss()
     try:
         from tqdm.auto import tqdm
     except ImportError:  # pragma: no cover - tqdm is a core dependency
         tqdm = None
-    bar = tqdm(total=total, desc="stationary SGD", disable=quiet, leave=False) if tqdm else None
+    bar = (tqdm(total=burn_in + steps, desc="stationary SGD", disable=quiet, leave=False)
+           if tqdm else None)
     try:
-        for k in range(total):
-            j = k - burn_in                 # index of the recorded step, < 0 in the burn-in
-            if j == 0:
-                # a = θ_0: the identity holds for any fixed a; this one keeps θ − a small
-                anchor = host(variables)
-                # from the host copy: assigning v.value would alias one device buffer
-                # in two variables, which JAX refuses to donate twice
-                for a, w in zip(opt.anchors, anchor):
-                    a.assign(w)
-            if j >= 0 and j % block_len == 0:
-                # block start: restart the running mean and the gradient sum on the device
-                opt.iterations.assign(0)
-                for g in opt.grad_sums:
-                    g.assign(ops.zeros_like(g.value))
-            idx = rng.integers(0, n, size=s)
-            batch_loss = float(wrapped.train_on_batch(x[idx], y[idx], return_dict=True)["loss"])
-            if not math.isfinite(batch_loss):
+        done = 0
+        while done < burn_in:
+            m = min(block_len, burn_in - done)
+            if engine.run(draw(m), m, record=False) is None:
                 status = "diverged"
                 break
-            if j < 0:
-                if bar is not None:
-                    bar.update(1)
-                continue
-            grad_sqnorm[j] = float(to_numpy(opt.grad_sqnorm))
-            anchored_dot[j] = float(to_numpy(opt.anchored_dot))
-            if not (math.isfinite(grad_sqnorm[j]) and math.isfinite(anchored_dot[j])):
-                status = "diverged"
-                break
-            done = j + 1
-            if done % record_every == 0:
-                value = eval_loss()
-                if not math.isfinite(value):
-                    status = "diverged"
-                    break
-                losses.append(value)
-                record_steps.append(k + 1)
-            if done % block_len == 0:
-                block_means.append(host(opt.averages))
-                block_grad_sums.append(host(opt.grad_sums))
+            done += m
             if bar is not None:
-                bar.update(1)
+                bar.update(m)
+        if status == "completed":
+            # a = θ_0: the identity holds for any fixed a; this one keeps θ − a small
+            anchor = engine.weights()
+            velocity_start = engine.velocity()
+            engine.set_anchor(anchor)
+        for _ in range(n_blocks if status == "completed" else 0):
+            out = engine.run(draw(block_len), block_len, record=True)
+            if out is None:
+                status = "diverged"
+                break
+            for k, series in per_step.items():
+                series.extend(np.asarray(out[k], dtype=float).tolist())
+            losses.extend(out["losses"])
+            block_means.append(out["block_mean"])
+            block_grad_sums.append(out["grad_sum"])
+            if bar is not None:
+                bar.update(block_len)
     finally:
         if bar is not None:
             bar.close()
 
     out = {
-        "status": status, "lr": lr, "batch_size": s, "steps": steps, "burn_in": burn_in,
-        "record_every": record_every, "n_blocks": n_blocks, "eval_examples": int(len(eval_x)),
-        "n_data": n, "replacement": True, "sampler": SAMPLER, "seed": int(seed),
-        "loss_at_start": loss_at_start, "record_steps": record_steps, "losses": losses,
-        "grad_sqnorm": [], "anchored_dot": [], "block_offset_dot": [], "block_losses": [],
-        "sqdist_start": None, "sqdist_end": None, "loss_at_mean": None, "mean_weights": None,
+        "status": status, "lr": lr, "momentum": momentum, "batch_size": s, "steps": steps,
+        "burn_in": burn_in, "record_every": record_every, "n_blocks": n_blocks,
+        "eval_examples": int(len(eval_x)), "n_data": n, "replacement": True,
+        "sampler": SAMPLER, "seed": int(seed), "loop": loop, "loss_at_start": loss_at_start,
+        "record_steps": [], "losses": [], "grad_sqnorm": [], "step_sqnorm": [],
+        "anchored_dot": [], "block_offset_dot": [], "block_losses": [], "sqdist_start": None,
+        "sqdist_end": None, "veldot_start": None, "veldot_end": None, "loss_at_mean": None,
+        "mean_weights": None,
     }
     if status == "completed":
+        theta_end = engine.weights()
         theta_bar, dots, sq_start, sq_end = _block_geometry(anchor, block_means,
-                                                            block_grad_sums, host(variables))
+                                                            block_grad_sums, theta_end)
         del block_grad_sums
-        block_losses = []
-        for wb in block_means:
-            set_weights(wb)
-            block_losses.append(eval_loss())
+        block_losses = [engine.eval_loss(wb) for wb in block_means]
         mean = [t.astype(np.float32) for t in theta_bar]
-        set_weights(mean)
-        out.update(grad_sqnorm=grad_sqnorm.tolist(), anchored_dot=anchored_dot.tolist(),
-                   block_offset_dot=dots, block_losses=block_losses, sqdist_start=sq_start,
-                   sqdist_end=sq_end, loss_at_mean=eval_loss(), mean_weights=mean)
+        veldot_end = _offset_dot(theta_end, theta_bar, engine.velocity())
+        engine.assign(mean)
+        out.update(record_steps=[burn_in + record_every * (r + 1)
+                                 for r in range(steps // record_every)],
+                   losses=losses, **per_step, block_offset_dot=dots,
+                   block_losses=block_losses, sqdist_start=sq_start, sqdist_end=sq_end,
+                   veldot_start=_offset_dot(anchor, theta_bar, velocity_start),
+                   veldot_end=veldot_end, loss_at_mean=engine.eval_loss(), mean_weights=mean)
+    else:
+        engine.assign(engine.weights())
     out["wall_time_s"] = time.perf_counter() - t0
     return out
 
@@ -437,12 +380,15 @@ def _one_hot(y, k):
 
 
 def stationary_phase(run, *, lr=None, steps=2000, burn_in=None, eval_examples=2048,
-                     record_every=10, n_blocks=20, eval_batch=1024, seed=0, quiet=True):
-    """Stationary phase of a trained run: plain SGD at η_s from its final weights.
+                     record_every=10, n_blocks=20, eval_batch=1024, seed=0, quiet=True,
+                     momentum=None):
+    """Stationary phase of a trained run: heavy-ball SGD at η_s from its final weights.
 
-    Continues SGD with momentum 0 at the fixed learning rate η_s and the run's
-    batch size for ``steps`` recorded steps (after ``burn_in``), with batch norm
-    frozen in inference mode, recording ‖ĝ‖² at every step and the training
+    Continues SGD with the run's momentum β (unless ``momentum`` overrides it) at
+    the fixed learning rate η_s and the run's batch size for ``steps`` recorded
+    steps (after ``burn_in``, which starts from v = 0 and lets the velocity
+    equilibrate), with batch norm frozen in inference mode, recording ‖ĝ‖² and
+    ‖v‖² at every step and the training
     loss (data loss + L2 penalty, on the first ``eval_examples`` training
     examples, the subset ``dnn.estimate_run`` uses) every ``record_every`` steps.
     See :func:`sgd_stationary` for the returned raw record and
@@ -463,12 +409,15 @@ def stationary_phase(run, *, lr=None, steps=2000, burn_in=None, eval_examples=20
         Size of the fixed evaluation subset (clamped to the training set).
     record_every, n_blocks, eval_batch, seed, quiet
         As in :func:`sgd_stationary`.
+    momentum : float, optional
+        β_s in [0, 1); default (None) the training run's ``config.momentum``.
 
     Returns
     -------
     dict
-        :func:`sgd_stationary`'s record plus ``loss_name``, ``precision`` and
-        ``lr_source`` ("final schedule LR" or "given").  The loaded model is left
+        :func:`sgd_stationary`'s record plus ``loss_name``, ``precision``,
+        ``lr_source`` ("final schedule LR" or "given"), ``momentum_source``
+        ("training run" or "given") and ``train_momentum``.  The loaded model is left
         holding θ̄ (use :func:`measure_at_mean` next).
     """
     run = load_for_stationary(run)
@@ -479,15 +428,21 @@ def stationary_phase(run, *, lr=None, steps=2000, burn_in=None, eval_examples=20
     if lr is None:
         lr = final_lr(config)
         lr_source = "final schedule LR"
+    train_momentum = float(getattr(config, "momentum", 0.0) or 0.0)
+    momentum_source = "given"
+    if momentum is None:
+        momentum, momentum_source = train_momentum, "training run"
     m = min(int_at_least(eval_examples, "eval_examples", 1), len(x))
     k = int(model.outputs[0].shape[-1]) if getattr(model, "outputs", None) else int(y.max()) + 1
     y1 = _one_hot(y, k)
     out = sgd_stationary(model, x, y1, get_loss(config.loss), lr=lr,
                          batch_size=config.batch_size, steps=steps, burn_in=burn_in,
-                         eval_x=x[:m], eval_y=y1[:m], record_every=record_every,
-                         n_blocks=n_blocks, eval_batch=eval_batch, seed=seed, quiet=quiet)
+                         momentum=momentum, eval_x=x[:m], eval_y=y1[:m],
+                         record_every=record_every, n_blocks=n_blocks, eval_batch=eval_batch,
+                         seed=seed, quiet=quiet)
     out.update(loss_name=config.loss, precision=getattr(config, "precision", "float32"),
-               lr_source=lr_source)
+               lr_source=lr_source, momentum_source=momentum_source,
+               train_momentum=train_momentum)
     return out
 
 
@@ -520,23 +475,30 @@ def measure_at_mean(run, phase, *, examples=None, probes=None, batch_size=256, p
 _CONVENTIONS = {
     "bn": "inference mode (running statistics frozen) for SGD steps and measurements",
     "loss": "training objective: mean data loss + L2 penalty",
-    "observed": "theta-free: (lr/4) mean_k |g_k|^2 over the recorded steps, g_k the minibatch "
-                "gradient stepped with (objective incl. L2, whole training set); SE by batch "
-                "means over the blocks; exact for a quadratic loss at stationarity",
+    "observed": "theta-free: ((1+momentum)/(4 lr)) mean_k |v_k|^2 over the recorded steps, "
+                "v_k = theta_k - theta_{k-1} the heavy-ball step; at momentum 0, v = -lr g and "
+                "this is (lr/4) mean_k |g_k|^2, g_k the minibatch gradient stepped with "
+                "(objective incl. L2, whole training set); SE by batch means over the blocks; "
+                "exact for a quadratic loss at stationarity",
+    "momentum": "heavy ball v' = momentum v - lr g, theta' = theta + v', v = 0 at the start "
+                "of the burn-in; momentum = the training run's unless overridden",
     "polyak": "mean_k L(theta_k) - L(theta_bar) + (mean_b L(theta_bar_b) - L(theta_bar))/(B-1) "
               "on the fixed evaluation subset; SE by batch means",
-    "identity": "E[(theta - theta_bar).g] / ((lr/2) E|g|^2): diagnostic only, 1 at "
-                "stationarity for any loss",
-    "stationary": "no drift of the loss and of |g|^2 between the halves (|z| < 4) and "
-                  "n_eff(|g|^2) >= max(20, B)",
-    "predictions": "(12) (lr c_S/4) tr Sigma and (6) (lr c_S/4) (tr H_data + L2 trace), "
-                   "traces measured at theta_bar on the evaluation subset",
+    "identity": "E[(theta - theta_bar).g] / (((1+momentum)/(2 lr)) E|v|^2): diagnostic only, "
+                "1 at stationarity for any loss",
+    "stationary": "no drift of the loss, of |g|^2 and (with momentum) of |v|^2 between the "
+                  "halves (|z| < 4) and n_eff >= max(20, B) for the series the estimate "
+                  "averages",
+    "predictions": "(12) (lr c_S/(4(1-momentum))) tr Sigma and (6) the same with "
+                   "(tr H_data + L2 trace): the continuous limits at the effective rate "
+                   "lr/(1-momentum), traces measured at theta_bar on the evaluation subset; "
+                   "discrete correction lr lambda_max/(2(1+momentum))",
 }
 
 
 def measure_stationary(run, *, lr=None, steps=2000, burn_in=None, eval_examples=2048,
                        record_every=10, n_blocks=20, measure_examples=None, probes=None,
-                       power_iters=20, seed=0, quiet=True):
+                       power_iters=20, seed=0, quiet=True, momentum=None):
     """The whole stationary measurement of a trained run, as a JSON-ready record.
 
     Runs :func:`stationary_phase`, measures tr Σ, tr H, the L2 trace and λ_max at
@@ -548,8 +510,8 @@ def measure_stationary(run, *, lr=None, steps=2000, burn_in=None, eval_examples=
     ----------
     run : path or loaded run
         A completed ``dnn.train`` run folder or loaded run.
-    lr, steps, burn_in, eval_examples, record_every, n_blocks, seed, quiet
-        Passed to :func:`stationary_phase`.
+    lr, steps, burn_in, eval_examples, record_every, n_blocks, seed, quiet, momentum
+        Passed to :func:`stationary_phase` (``momentum=None``: the run's β).
     measure_examples, probes, power_iters
         Passed to :func:`measure_at_mean` (``examples``, ``probes``, ``power_iters``).
 
@@ -565,7 +527,7 @@ def measure_stationary(run, *, lr=None, steps=2000, burn_in=None, eval_examples=
     run = load_for_stationary(run)
     phase = stationary_phase(run, lr=lr, steps=steps, burn_in=burn_in,
                              eval_examples=eval_examples, record_every=record_every,
-                             n_blocks=n_blocks, seed=seed, quiet=quiet)
+                             n_blocks=n_blocks, seed=seed, quiet=quiet, momentum=momentum)
     at_mean = None
     if phase["status"] == "completed":
         at_mean = measure_at_mean(run, phase, examples=measure_examples, probes=probes,

@@ -41,23 +41,30 @@ def _ar1(phi, n, rng):
     return x
 
 
-def _quadratic_sgd_phase(h, sigma, lr, batch, steps, n_blocks, seed, burn_in=300):
+def _quadratic_sgd_phase(h, sigma, lr, batch, steps, n_blocks, seed, burn_in=300, momentum=0.0):
     r"""SGD on L = ½θᵀHθ with ĝ = Hθ + ξ, ξ ~ N(0, Σ/S), recorded as ``sgd_stationary`` does.
 
-    Returns the phase record (per step ‖ĝ_k‖², (θ_k − a)·ĝ_k; per block (θ̄ − a)·G_b;
-    θ̄ the mean of the post-step iterates) and the brute-force mean of (θ_k − θ̄)·ĝ_k.
+    Heavy ball v ← βv − ηĝ, θ ← θ + v (β = 0: plain SGD).  Returns the phase record
+    (per step ‖ĝ_k‖², ‖v_{k+1}‖², (θ_k − a)·ĝ_k; per block (θ̄ − a)·G_b; θ̄ the mean
+    of the post-step iterates) and the brute-force mean of (θ_k − θ̄)·ĝ_k.
     """
     rng = np.random.default_rng(seed)
     d = h.shape[0]
     noise = rng.multivariate_normal(np.zeros(d), sigma / batch, size=burn_in + steps)
     theta = np.zeros(d)
-    thetas, grads = [], []
+    v = np.zeros(d)
+    thetas, grads, steps_sq, vels = [], [], [], []
     for k in range(burn_in + steps):
         g = h @ theta + noise[k]
+        if k == burn_in:
+            v_start = v
         if k >= burn_in:
             thetas.append(theta)
             grads.append(g)
-        theta = theta - lr * g
+        v = momentum * v - lr * g
+        if k >= burn_in:
+            steps_sq.append(v @ v)
+        theta = theta + v
     th, gr = np.array(thetas), np.array(grads)
     post = np.vstack([th[1:], theta])              # θ_{k+1}: what the running mean averages
     bar = post.mean(axis=0)
@@ -72,6 +79,9 @@ def _quadratic_sgd_phase(h, sigma, lr, batch, steps, n_blocks, seed, burn_in=300
              "block_offset_dot": (g_blocks @ (bar - a)).tolist(),
              "sqdist_start": float(np.sum((a - bar) ** 2)),
              "sqdist_end": float(np.sum((theta - bar) ** 2)),
+             "momentum": momentum, "step_sqnorm": steps_sq,
+             "veldot_start": float((a - bar) @ v_start),
+             "veldot_end": float((theta - bar) @ v),
              "losses": loss.tolist(),
              "loss_at_mean": float(0.5 * bar @ h @ bar),
              "block_losses": [float(0.5 * b @ h @ b)
@@ -374,3 +384,116 @@ def test_missing_trace_se_is_unknown_not_zero():
     tr_s, tr_s_se, tr_h, tr_h_se, _, _ = measure_traces(m)
     assert (tr_s, tr_h) == (40.0, 20.0)
     assert np.isnan(tr_s_se) and np.isnan(tr_h_se)
+
+
+# ------------------------------------------------------------------ momentum
+
+@pytest.fixture(scope="module")
+def t2_momentum_phase():
+    # T2 at β = 0.9, η = 0.02 (effective rate 0.2): slowest mode decays as β^{k/2} once
+    # underdamped (η h_min = 0.02 > (1 − √β)² = 0.0026), ~40 steps; 2000-step blocks
+    return _quadratic_sgd_phase(T2_H, T2_SIGMA, 0.02, 10, 40_000, 20, seed=11, burn_in=1000,
+                                momentum=0.9)
+
+
+def test_momentum_theta_free_recovers_the_exact_heavy_ball_law(t2_momentum_phase):
+    # theory.md "Momentum": E L − L* = ((1+β)/(4η)) E‖v‖² for a quadratic, against the
+    # closed-form stacked-Lyapunov law with non-commuting H and Σ
+    phase, _ = t2_momentum_phase
+    exact = theory.expected_loss_discrete(T2_H, T2_SIGMA, 0.02, 10, momentum=0.9)
+    r = theta_free_excess_loss(phase["grad_sqnorm"], 0.02, n_blocks=20, momentum=0.9,
+                               step_sqnorm=phase["step_sqnorm"])
+    assert r.series == "step_sqnorm" and r.momentum == 0.9
+    assert abs(r.value - exact) < 4 * r.se, (r.value, r.se, exact)
+    assert r.value == pytest.approx(1.9 / 0.08 * np.mean(phase["step_sqnorm"]))
+    # the plain-SGD form (η/4)E‖ĝ‖² is wrong with momentum: it must be rejected here
+    wrong = 0.25 * 0.02 * np.mean(phase["grad_sqnorm"])
+    assert abs(wrong - exact) > 4 * r.se
+
+
+def test_momentum_identity_ratio_is_one_and_obeys_the_telescoping_sum(t2_momentum_phase):
+    phase, brute = t2_momentum_phase
+    r = identity_ratio(phase["grad_sqnorm"], phase["anchored_dot"], phase["block_offset_dot"],
+                       0.02, momentum=0.9, step_sqnorm=phase["step_sqnorm"])
+    assert r.numerator == pytest.approx(brute, rel=1e-9)
+    assert abs(r.value - 1) < 4 * r.se
+    b, eta = 0.9, 0.02
+    boundary = ((1 - b) * (phase["sqdist_start"] - phase["sqdist_end"]) / 2
+                + b * (phase["veldot_start"] - phase["veldot_end"])) / eta
+    total = np.sum(phase["step_sqnorm"])
+    assert r.value == pytest.approx(1 + boundary / ((1 + b) / (2 * eta) * total), rel=1e-9)
+
+
+def test_plain_sgd_estimator_is_unchanged_by_the_step_series(t2_phase):
+    # β = 0: v = −ηĝ; giving ‖v‖² changes nothing in the estimate (it is still (η/4)E‖ĝ‖²)
+    phase, _ = t2_phase
+    g = np.asarray(phase["grad_sqnorm"])
+    old = theta_free_excess_loss(g, 0.1, n_blocks=20)
+    new = theta_free_excess_loss(g, 0.1, n_blocks=20, momentum=0.0, step_sqnorm=0.01 * g)
+    for f in ("value", "se", "n_eff", "tau_steps", "mean_grad_sqnorm", "n_steps"):
+        assert getattr(new, f) == getattr(old, f), f
+    assert new.mean_step_sqnorm == pytest.approx(0.01 * old.mean_grad_sqnorm)
+    assert summarize_stationary(phase)["observed"]["value"] == old.value
+
+
+def test_discrete_correction_with_momentum_is_theorys_per_direction_factor():
+    # exact / continuous limit in one direction is 2(1+β)/(2(1+β) − ηh) = 1/(1 − x),
+    # x = ηh/(2(1+β)) the reported correction (from theory's own momentum law)
+    for beta in (0.0, 0.5, 0.9):
+        lr, h = 0.3, 2.0
+        exact = theory.expected_loss_discrete(np.diag([h]), np.diag([1.0]), lr, 4,
+                                              momentum=beta)
+        cont = theory.expected_loss_wang(1.0, lr, 4, momentum=beta)
+        x = discrete_correction(lr, h, momentum=beta)
+        assert x == pytest.approx(lr * h / (2 * (1 + beta)))
+        assert exact / cont == pytest.approx(1 / (1 - x), rel=1e-10)
+
+
+def test_predictions_with_momentum_and_the_stability_flag():
+    p = predict_excess_loss(trace_grad_cov=3.0, trace_hessian=2.0, lr=0.1, batch_size=5,
+                            trace_grad_cov_se=0.3, lambda_max=2.0, momentum=0.9)
+    # (12) at the effective rate η/(1 − β) = 1: (1 · 0.2 / 4) · 3
+    assert p["wang"]["value"] == pytest.approx(0.15)
+    assert p["wang"]["se"] == pytest.approx(0.015)
+    assert p["momentum"] == 0.9 and p["stability"]["stable"] is True
+    assert p["discrete_correction"] == pytest.approx(0.2 / 3.8)
+    # η λ_max = 4 >= 2(1+β) = 3.8: flagged, and no correction formula is given
+    p = predict_excess_loss(trace_grad_cov=3.0, trace_hessian=2.0, lr=0.1, batch_size=5,
+                            lambda_max=40.0, momentum=0.9)
+    assert p["stability"] == {"lr_x_lambda_max": pytest.approx(4.0), "edge": pytest.approx(3.8),
+                              "stable": False}
+    assert p["discrete_correction"] is None
+    with pytest.raises(theory.StabilityError, match="2\\(1\\+momentum\\)"):
+        discrete_correction(0.1, 40.0, momentum=0.9)
+
+
+def test_momentum_checks_gate_on_the_step_series():
+    rng = np.random.default_rng(12)
+    phase = _hand_phase(rng)
+    phase["momentum"] = 0.5
+    # ‖v‖² drifting while ‖ĝ‖² and the loss do not: the phase is not stationary
+    phase["step_sqnorm"] = (np.linspace(0.02, 0.01, 4000)
+                            + 0.001 * rng.standard_exponential(4000)).tolist()
+    s = summarize_stationary(phase)
+    d = s["diagnostics"]
+    assert s["observed"]["series"] == "step_sqnorm"
+    assert abs(d["drift_step_sqnorm"]["z"]) >= DRIFT_Z_MAX
+    assert d["stationary"] is False and any(f.startswith("step_sqnorm drift") for f in d["failed"])
+    # a record from before momentum (no "momentum", no "step_sqnorm") reads as plain SGD
+    old = _hand_phase(np.random.default_rng(4))
+    assert summarize_stationary(old)["observed"]["momentum"] == 0.0
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: theta_free_excess_loss([1.0] * 4, 0.1, 2, momentum=0.9), "needs step_sqnorm"),
+    (lambda: theta_free_excess_loss([1.0] * 4, 0.1, 2, momentum=1.0, step_sqnorm=[1.0] * 4),
+     r"momentum must be a number in \[0, 1\); got 1\.0"),
+    (lambda: theta_free_excess_loss([1.0] * 4, 0.1, 2, step_sqnorm=[1.0] * 6), "same length"),
+    (lambda: identity_ratio([1.0] * 4, [0.5] * 4, [0.0, 0.0], 1.0, momentum=0.5),
+     "needs step_sqnorm"),
+    (lambda: predict_excess_loss(trace_grad_cov=1.0, trace_hessian=1.0, lr=0.1, batch_size=2,
+                                 momentum=float("nan")), "momentum must be .* got nan"),
+])
+def test_momentum_bad_inputs(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

@@ -7,8 +7,8 @@ Both observed values must match it within 4 batch-means SE: the primary
 θ*-free (η/4)·mean‖ĝ_k‖², exact for a quadratic, and the Polyak column, mean
 L(θ_k) − L(θ̄) plus the block correction.  The identity ratio must be 1 within
 its SE, and the recorded ‖ĝ_k‖² must equal a float64 numpy replay of the same
-SGD.  Seeded and deterministic on CPU; the fixture costs about 1 min (6200
-steps), the other backend (slow) about 2 min.
+SGD.  Seeded and deterministic on CPU; on JAX (the compiled loop) the fixture
+costs a few seconds (6200 steps), the other backend (slow, per-step) about 1 min.
 """
 
 import json
@@ -70,8 +70,21 @@ def test_theta_free_and_polyak_recover_exact_least_squares_excess_loss(measured)
 def test_recorded_gradient_norms_match_a_float64_replay(measured):
     # the ‖ĝ_k‖² the Keras optimizer records inside the compiled step, against plain
     # numpy SGD with the same draws; float32 vs float64 round-off only (the map contracts)
-    sq, _ = quadratic_case.replay(measured["burn_in"], measured["steps"])
+    sq, vsq, _ = quadratic_case.replay(measured["burn_in"], measured["steps"])
     np.testing.assert_allclose(measured["grad_sqnorm"], sq, rtol=2e-3, atol=1e-5 * sq.mean())
+    np.testing.assert_allclose(measured["step_sqnorm"], vsq, rtol=2e-3, atol=1e-5 * vsq.mean())
+
+
+def test_plain_sgd_record_is_the_old_estimator(measured):
+    # β = 0: the primary value is (η/4)·mean‖ĝ‖² from the ‖ĝ‖² series, as before momentum;
+    # the momentum form ((1+β)/(4η))·mean‖v‖² on the same steps (v = −ηĝ) agrees to
+    # float32 round-off
+    obs = measured["observed"]
+    assert measured["momentum"] == 0.0 and obs["series"] == "grad_sqnorm"
+    assert obs["value"] == pytest.approx(0.25 * measured["lr"] * np.mean(measured["grad_sqnorm"]),
+                                         rel=1e-12)
+    v_form = np.mean(measured["step_sqnorm"]) / (4 * measured["lr"])
+    assert v_form == pytest.approx(obs["value"], rel=1e-5)
 
 
 def test_identity_accumulators_obey_the_telescoping_sum(measured):

@@ -134,6 +134,17 @@ def test_build_report_writes_every_artifact(runs_dir, tmp_path):
     assert "## Skipped" not in text
 
 
+def test_records_from_before_momentum_read_as_plain_sgd(runs_dir, tmp_path):
+    # these fixtures have no "momentum" in run.json's config nor in stationary.json's
+    # phase: both were plain SGD, and the report says β = β_s = 0
+    root, _ = runs_dir
+    rows = table1_rows(load_runs(root))
+    assert all(r["momentum"] == 0.0 for r in rows)
+    assert all(r["stationary_momentum"] == 0.0 for r in rows if r["n_phases"])
+    text = build_report(root, tmp_path / "report").read_text()
+    assert "Training momentum β = 0; stationary phases at momentum β_s = 0" in text
+
+
 def test_table1_markdown_shows_k_of_n_stationary_and_both_methods(runs_dir):
     root, _ = runs_dir
     md = table1_markdown(table1_rows(load_runs(root)))

@@ -27,6 +27,12 @@ def add_arguments(p):
                    help="eta_s of the stationary phase (default: the schedule's final LR)")
     p.add_argument("--stationary-steps", type=positive_int, default=None,
                    help="recorded SGD steps K of the stationary phase (default: the preset's)")
+    p.add_argument("--stationary-momentum", type=finite_float, default=None,
+                   help="heavy-ball beta_s in [0, 1) of the stationary phase (default: each "
+                        "run's training momentum)")
+    p.add_argument("--momentum", type=finite_float, default=None,
+                   help="training momentum beta in [0, 1) of every run, overriding the "
+                        "preset's (an --out holding runs of another beta is refused)")
     p.add_argument("--data", default=None,
                    help="override the preset's data: cifar10 | synthetic | fashion_mnist "
                         "(e.g. a GPU check offline)")
@@ -51,11 +57,20 @@ def _preset(args):
         preset = dataclasses.replace(preset, data=args.data)
     if args.stationary_lr is not None and not args.stationary_lr > 0:
         raise UsageError(f"--stationary-lr must be > 0; got {args.stationary_lr!r}")
-    if args.stationary_lr is not None or args.stationary_steps is not None:
+    for flag, beta in (("--momentum", args.momentum),
+                       ("--stationary-momentum", args.stationary_momentum)):
+        if beta is not None and not 0 <= beta < 1:
+            raise UsageError(f"{flag} must be in [0, 1); got {beta!r}")
+    if args.momentum is not None:
+        preset = dataclasses.replace(preset, momentum=args.momentum)
+    if (args.stationary_lr is not None or args.stationary_steps is not None
+            or args.stationary_momentum is not None):
         st = preset.stationary
         preset = dataclasses.replace(preset, stationary=dataclasses.replace(
             st, lr=st.lr if args.stationary_lr is None else args.stationary_lr,
-            steps=st.steps if args.stationary_steps is None else args.stationary_steps))
+            steps=st.steps if args.stationary_steps is None else args.stationary_steps,
+            momentum=(st.momentum if args.stationary_momentum is None
+                      else args.stationary_momentum)))
     return preset
 
 

@@ -27,6 +27,12 @@ __all__ = [
 ]
 
 
+def _check_momentum(value, name):
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not math.isfinite(value) or not 0 <= value < 1):
+        raise ValueError(f"{name} must be a number in [0, 1); got {value!r}")
+
+
 def _check_optional_int(value, name):
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
         raise ValueError(f"{name} must be None or an integer >= 1; got {value!r}")
@@ -60,8 +66,11 @@ class StationarySettings:
     lr: float | None = None       # η_s (None: the schedule's final LR)
     probes: int | None = None     # Hutchinson probes for tr H at θ̄ (None: >= 32)
     power_iters: int = 20         # power iterations for λ_max at θ̄
+    momentum: float | None = None # heavy-ball β_s of the phase (None: the run's training β)
 
     def __post_init__(self):
+        if self.momentum is not None:
+            _check_momentum(self.momentum, "stationary momentum")
         for name in ("steps", "record_every", "eval_examples"):
             _check_optional_int(getattr(self, name), name)
         if self.burn_in is not None and (not isinstance(self.burn_in, int) or self.burn_in < 0):
@@ -97,7 +106,7 @@ class Preset:
     width: int = 16                       # filters of the first stage
     shortcut: str = "projection"
     l2: float = 1e-4                      # L2 coefficient λ (Keras: λ Σ w²)
-    momentum: float = 0.0                 # plain SGD, as the theory assumes
+    momentum: float = 0.0                 # training heavy-ball β (0: plain SGD; grid --momentum)
     augment: bool = True                  # pad-crop-flip during training
     precision: str = "float32"
     data: str = "cifar10"                 # "cifar10" | "synthetic" | "fashion_mnist"
@@ -123,6 +132,7 @@ class Preset:
             raise ValueError("losses must not be empty")
         if not isinstance(self.epochs, int) or self.epochs < 1:
             raise ValueError(f"epochs must be an integer >= 1; got {self.epochs!r}")
+        _check_momentum(self.momentum, "momentum")
 
     def configurations(self):
         """The (batch size, learning rate) pairs, in canonical order."""

@@ -63,6 +63,20 @@ def _provenance_rows(runs):
     return rows
 
 
+def _betas(values):
+    vals = sorted({round(float(v), 12) for v in values})
+    return ", ".join(f"{v:g}" for v in vals) if vals else "none"
+
+
+def _momentum_sentence(runs):
+    """One sentence stating the training β and the stationary phases' β_s."""
+    train = _betas((r.get("config") or {}).get("momentum") or 0.0 for r in runs)
+    st = [r["stationary"] for r in runs if isinstance(r.get("stationary"), dict)]
+    phase = _betas(_dig(s, ("phase", "momentum")) or 0.0 for s in st)
+    return (f"Training momentum β = {train}; stationary phases at momentum β_s = {phase} "
+            f"(heavy ball; 0 is plain SGD).")
+
+
 def _versions(runs):
     for r in runs:
         v = r["run"].get("versions") or _dig(r["run"], ("provenance", "versions"))
@@ -93,20 +107,24 @@ _CONVENTIONS = """\
 - **Table 1 traces** are at the final weights (mean ± sample sd over seeds, n seeds);
   the **predictions** use the traces re-measured at the stationary average θ̄ on the same
   evaluation subset as the observed loss.
-- **Stationary phase** (`stationary.json`): from the final weights, plain SGD (momentum 0,
-  no augmentation) at η_s = the schedule's final LR and the run's batch size S, minibatches
-  drawn i.i.d. **with replacement** from the training set (c_S = 1/S), BN frozen.  After a
-  burn-in, K steps are recorded in B blocks: at every step ‖ĝ_k‖², the squared norm of the
-  minibatch gradient SGD stepped with (data loss + L2), and every few steps the objective
-  on a fixed evaluation subset of the training set.
-- **Observed excess loss = (η_s/4)·mean_k ‖ĝ_k‖²** (θ*-free; SE by batch means over the B
-  blocks, n = K steps).  Why it needs no θ*: for SGD θ' = θ − ηĝ and any fixed point a,
-  stationarity of E‖θ − a‖² gives E[(θ − a)·∇L(θ)] = (η/2)·E‖ĝ‖² exactly, for any loss
-  (it only uses E[ĝ | θ] = ∇L(θ)); for a quadratic L with minimiser θ*,
-  (θ − θ*)·∇L = 2(L − L*), hence E[L − L*] = (η/4)·E‖ĝ‖², in discrete time and with
-  state-dependent noise (Yaida 2018).  ‖ĝ_k‖² is a by-product of the step: no extra
-  forward or backward pass, no loss evaluation.  On a linear model it recovers the exact
-  finite-sum law (`theory.least_squares_stationary`) within 4 SE on JAX and TensorFlow.
+- **Stationary phase** (`stationary.json`): from the final weights, heavy-ball SGD
+  v' = β_s v − η_s ĝ, θ' = θ + v' (no augmentation; β_s = the run's training momentum β
+  unless `--stationary-momentum` overrides it, v = 0 at the start of the burn-in) at
+  η_s = the schedule's final LR and the run's batch size S, minibatches drawn i.i.d. **with
+  replacement** from the training set (c_S = 1/S), BN frozen.  After a burn-in, K steps
+  are recorded in B blocks: at every step ‖v_k‖², the squared length of the step taken,
+  and ‖ĝ_k‖², the squared norm of the minibatch gradient SGD stepped with (data loss +
+  L2), and every few steps the objective on a fixed evaluation subset of the training set.
+- **Observed excess loss = ((1+β_s)/(4η_s))·mean_k ‖v_k‖²**, which is (η_s/4)·mean_k ‖ĝ_k‖²
+  for plain SGD (β_s = 0, v = −η_sĝ) (θ*-free; SE by batch means over the B blocks, n = K
+  steps).  Why it needs no θ*: with x = θ − a for any fixed a, stationarity of E‖x‖²,
+  E[x·v] and the update v' = βv − ηĝ gives E[(θ − a)·∇L(θ)] = ((1+β)/(2η))·E‖v‖² exactly,
+  for any loss (it only uses E[ĝ | θ] = ∇L(θ)); for a quadratic L with minimiser θ*,
+  (θ − θ*)·∇L = 2(L − L*), hence E[L − L*] = ((1+β)/(4η))·E‖v‖², in discrete time and
+  with state-dependent noise (Yaida 2018; theory.md, "Momentum").  ‖v_k‖² and ‖ĝ_k‖² are
+  by-products of the step: no extra forward or backward pass, no loss evaluation.  On a
+  linear model it recovers the exact finite-sum law (`theory.least_squares_stationary`,
+  β = 0 and β = 0.9) within 4 SE on JAX and TensorFlow.
   **Assumptions**: L is quadratic over the range SGD explores around where it settles
   (the fluctuation scale); BN statistics frozen, so L is a fixed function of θ (a different
   function from the one training minimised, hence the burn-in); the phase is stationary
@@ -118,24 +136,27 @@ _CONVENTIONS = """\
   that relaxes more slowly than a block, so on a network that share of the excess loss goes
   unseen and this column reads low.
 - **stationary k/n**: k of the n completed phases pass the checks: neither the recorded
-  loss nor ‖ĝ_k‖² drifts between the two halves of the phase (|z| < 4, the difference of
-  the halves' block means over its SE: `drift_loss_z`, `drift_grad_sqnorm_z`), and ‖ĝ_k‖²
+  loss nor ‖ĝ_k‖² (nor, with momentum, ‖v_k‖²) drifts between the two halves of the phase
+  (|z| < 4, the difference of the halves' block means over its SE: `drift_loss_z`,
+  `drift_grad_sqnorm_z`, `drift_step_sqnorm_z`), and the series the estimate averages
   holds n_eff = K/τ >= max(20, B) effectively independent steps (τ its integrated
   autocorrelation time, Sokal's automatic window; n_eff >= B means each batch-means block
   spans at least one τ).  These checks can pass on a real network: they ask that the
   measured quantities stopped moving, not that every flat direction equilibrated.  Table 1
   averages all n phases; `stationary.csv` says which failed and why.
-- **Identity ratio** (diagnostic, never a gate): E[(θ − θ̄)·ĝ] / ((η_s/2)·E‖ĝ‖²), 1 at
-  stationarity for any loss.  Summing the updates gives exactly
+- **Identity ratio** (diagnostic, never a gate): E[(θ − θ̄)·ĝ] / (((1+β_s)/(2η_s))·E‖v‖²),
+  1 at stationarity for any loss.  For plain SGD, summing the updates gives exactly
   1 + (‖θ_0 − θ̄‖² − ‖θ_K − θ̄‖²)/(η_s² Σ_k ‖ĝ_k‖²): it departs from 1 when the spread
   around θ̄ still changes, as along flat directions that carry almost no loss (on a small
   network with the exact θ*, it read 0.996–0.999 with z down to −10), which leaves the
   excess loss unaffected.
-- **Predictions**: (12) (η_s c_S/4)·tr Σ and (6) (η_s c_S/4)·(tr H + L2 trace), traces at θ̄
-  on the evaluation subset; (12)/obs and (6)/obs divide by the θ*-free observed value, with
-  first-order propagated SE.  η_s λ_max/2 is the relative size of the discrete-time
-  correction in the stiffest direction (the observed value includes it; the predictions
-  are the continuous-time formulas).
+- **Predictions**: (12) (η_s c_S/(4(1−β_s)))·tr Σ and (6) (η_s c_S/(4(1−β_s)))·(tr H + L2
+  trace): the continuous-time formulas at the effective rate η_s/(1−β_s) (the paper's at
+  β_s = 0), traces at θ̄ on the evaluation subset; (12)/obs and (6)/obs divide by the
+  θ*-free observed value, with first-order propagated SE.  η_s λ_max/(2(1+β_s)) is the
+  relative size of the discrete-time correction in the stiffest direction (the observed
+  value includes it); where η_s λ_max >= 2(1+β_s) that direction has no stationary law,
+  no correction is given and `stationary.csv` marks `below_stability_edge` NO.
 - **Colours** (Figures 2-3): BS/LR relative to the reference ratio r₀ (the ratio shared by
   most configurations; ties go to the one nearest the median): **equal** (blue) within 1 %,
   **near** (green) within a factor 2, **far** (red) beyond.  Curves: mean over seeds, band ± sd.
@@ -234,14 +255,17 @@ def build_report(runs_dir, out_dir, *, log=None):
           f"{sum(r['status'] == 'diverged' for r in runs)} diverged, "
           f"{sum(r['status'] not in ('completed', 'diverged') for r in runs)} other) "
           f"by `validation.report.build_report`, from saved results only.  "
+          f"{_momentum_sentence(runs)}  "
           f"**{n_ok} of {n_phases} completed stationary phases pass the stationarity "
           f"checks.**\n",
           _skipped_section(scan),
           claims_markdown(claims["curves"], claims["traces"], claims["stationary"]),
           "## Table 1\n",
           "Files: [table1.csv](table1.csv), [table1.md](table1.md).  tr Σ, tr H, their ratio and "
-          "the validation accuracy are mean ± sd over seeds (n).  The observed excess loss is "
-          "the θ*-free (η_s/4)·E‖ĝ‖² (see Conventions), the Polyak column the earlier method; "
+          "the validation accuracy are mean ± sd over seeds (n).  β is the training momentum, "
+          "β_s that of the stationary phase.  The observed excess loss is the θ*-free "
+          "((1+β_s)/(4η_s))·E‖v‖², (η_s/4)·E‖ĝ‖² at β_s = 0 (see Conventions), the Polyak "
+          "column the earlier method; "
           "both, the predictions and the identity ratio are mean ± SE over the seeds with a "
           "completed stationary phase (n in the observed column); *stationary* k/n counts "
           "those that pass the checks below.  Ratios prediction/observed with propagated "
@@ -253,8 +277,9 @@ def build_report(runs_dir, out_dir, *, log=None):
           "|`drift_grad_sqnorm_z`| < 4) and ‖ĝ‖² holds `n_eff` = K/τ >= max(20, B) "
           "effectively independent steps; `failed` says which check failed.  The identity "
           "ratio is a diagnostic (1 at stationarity for any loss), not a check.\n",
-          _md_table(srows, ("run", "status", "stationary_lr", "steps", "n_eff",
-                            "drift_loss_z", "drift_grad_sqnorm_z", "stationary", "failed",
+          _md_table(srows, ("run", "status", "stationary_lr", "stationary_momentum", "steps",
+                            "n_eff", "drift_loss_z", "drift_grad_sqnorm_z",
+                            "drift_step_sqnorm_z", "stationary", "failed",
                             "observed_excess", "observed_excess_se", "polyak_excess",
                             "identity_ratio", "identity_ratio_se", "predicted_wang",
                             "predicted_jastrzebski", "wang_over_observed",

@@ -20,11 +20,13 @@ __all__ = [
 #: Columns of ``table1.csv`` (means and sds are over seeds; n counts the seeds used).
 #: ``observed_excess`` is the θ*-free (η_s/4)·E‖ĝ‖², ``polyak_excess`` the Polyak method;
 #: ``n_phases`` completed stationary phases, ``n_stationary`` of them pass the checks.
+#: ``momentum`` is the training β, ``stationary_momentum`` the phase's β_s (NaN when the
+#: runs of a row disagree).
 TABLE1_COLUMNS = (
-    "loss", "bs_over_lr", "batch_size", "lr", "n", "n_diverged",
+    "loss", "bs_over_lr", "batch_size", "lr", "momentum", "n", "n_diverged",
     "trace_grad_cov_mean", "trace_grad_cov_sd", "trace_hessian_mean", "trace_hessian_sd",
     "ratio_mean", "ratio_sd",
-    "stationary_lr", "n_phases", "n_stationary",
+    "stationary_lr", "stationary_momentum", "n_phases", "n_stationary",
     "predicted_wang", "predicted_wang_se", "predicted_jastrzebski", "predicted_jastrzebski_se",
     "observed_excess", "observed_excess_se", "polyak_excess", "polyak_excess_se",
     "wang_over_observed", "wang_over_observed_se", "jastrzebski_over_observed",
@@ -35,13 +37,14 @@ TABLE1_COLUMNS = (
 
 #: Columns of ``stationary.csv`` (one row per run with a current stationary record).
 STATIONARY_COLUMNS = (
-    "run", "loss", "batch_size", "lr", "seed", "status", "stationary_lr", "steps",
-    "n_eff", "tau_steps", "drift_loss_z", "drift_grad_sqnorm_z", "stationary", "failed",
+    "run", "loss", "batch_size", "lr", "seed", "momentum", "status", "stationary_lr",
+    "stationary_momentum", "steps", "n_eff", "tau_steps", "drift_loss_z",
+    "drift_grad_sqnorm_z", "drift_step_sqnorm_z", "stationary", "failed",
     "observed_excess", "observed_excess_se", "polyak_excess", "polyak_excess_se",
     "polyak_correction", "identity_ratio", "identity_ratio_se", "sqdist_start", "sqdist_end",
     "predicted_wang", "predicted_jastrzebski", "wang_over_observed", "wang_over_observed_se",
     "jastrzebski_over_observed", "jastrzebski_over_observed_se", "steps_x_lr_x_lambda_max",
-    "discrete_correction",
+    "discrete_correction", "below_stability_edge",
 )
 
 
@@ -73,6 +76,21 @@ def trace_points(runs, loss):
     return pts
 
 
+def _phase_momentum(s):
+    """β_s of a stationary record; a record from before momentum was plain SGD (0)."""
+    return _num(_dig(s, ("phase", "momentum")) or 0.0)
+
+
+def _train_momentum(run):
+    return _num((run.get("config") or {}).get("momentum") or 0.0)
+
+
+def _common(values):
+    """The value shared by all, NaN if they differ or there are none."""
+    vals = {v for v in values if v is not None and np.isfinite(v)}
+    return vals.pop() if len(vals) == 1 else float("nan")
+
+
 def _final_val_acc(run):
     h = run["history"]
     if h is not None and len(h["val_acc"]):
@@ -100,11 +118,12 @@ def _mean_se(records, path):
 def table1_rows(runs):
     """Table 1, one dict per (loss, BS, LR), keys :data:`TABLE1_COLUMNS`.
 
+    * the training momentum β and the phases' β_s (each NaN if the row's runs differ);
     * tr Σ, tr H (data loss) and their ratio: mean ± sample sd over the seeds
       whose ``estimates.json`` exists (final weights; ratio per seed, then averaged);
     * over the seeds with a completed stationary phase (``n_phases``, of which
       ``n_stationary`` pass the drift and n_eff checks): the observed excess loss,
-      θ*-free (η_s/4)·E‖ĝ‖², the Polyak value, the predictions (12) and (6) and the
+      θ*-free ((1+β_s)/(4η_s))·E‖v‖² ((η_s/4)·E‖ĝ‖² at β_s = 0), the Polyak value, the predictions (12) and (6) and the
       identity ratio, each as the mean with SE = sqrt(Σ SE²)/n (measurement
       uncertainty of the mean); the ratios prediction/observed are ratios of
       these means with first-order propagated SE;
@@ -120,6 +139,7 @@ def table1_rows(runs):
         ratios = [a / b for a, b in zip(ts, th) if np.isfinite(a) and np.isfinite(b) and b != 0]
         st = _phases(done)
         row = {"loss": loss, "bs_over_lr": bs / lr, "batch_size": bs, "lr": lr,
+               "momentum": _common(_train_momentum(r) for r in rs),
                "n_diverged": sum(r["status"] == "diverged" for r in rs)}
         row["trace_grad_cov_mean"], row["trace_grad_cov_sd"], row["n"] = _mean_sd(ts)
         row["trace_hessian_mean"], row["trace_hessian_sd"], _ = _mean_sd(th)
@@ -127,6 +147,7 @@ def table1_rows(runs):
         row["n_phases"] = len(st)
         row["n_stationary"] = sum(bool(_dig(s, ("diagnostics", "stationary"))) for s in st)
         row["stationary_lr"] = _num(_dig(st[0], ("phase", "lr"))) if st else float("nan")
+        row["stationary_momentum"] = _common(_phase_momentum(s) for s in st)
         pred = [s for s in st if isinstance(s.get("predicted"), dict)]
         row["predicted_wang"], row["predicted_wang_se"] = _mean_se(pred, ("predicted", "wang"))
         row["predicted_jastrzebski"], row["predicted_jastrzebski_se"] = _mean_se(
@@ -149,17 +170,19 @@ def table1_rows(runs):
 
 def table1_markdown(rows):
     """Table 1 as a GitHub-flavoured Markdown table (± is sd over seeds, or SE where marked)."""
-    head = ["loss", "BS/LR", "BS", "LR", "tr Σ", "tr H", "tr Σ / tr H", "η_s",
+    head = ["loss", "BS/LR", "BS", "LR", "β", "tr Σ", "tr H", "tr Σ / tr H", "η_s", "β_s",
             "pred. (12) ± SE", "pred. (6) ± SE", "observed (θ*-free) ± SE", "stationary",
-            "Polyak ± SE", "(12)/obs", "(6)/obs", "identity ratio", "η_s λ_max/2", "val acc"]
+            "Polyak ± SE", "(12)/obs", "(6)/obs", "identity ratio", "η_s λ_max/(2(1+β_s))",
+            "val acc"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [
             r["loss"], _fmt(r["bs_over_lr"], 4), str(r["batch_size"]), _fmt(r["lr"]),
+            _fmt(r["momentum"]),
             _pm(r["trace_grad_cov_mean"], r["trace_grad_cov_sd"], r["n"]),
             _pm(r["trace_hessian_mean"], r["trace_hessian_sd"], r["n"]),
             _pm(r["ratio_mean"], r["ratio_sd"], r["n"]),
-            _fmt(r["stationary_lr"]),
+            _fmt(r["stationary_lr"]), _fmt(r["stationary_momentum"]),
             _pm(r["predicted_wang"], r["predicted_wang_se"]),
             _pm(r["predicted_jastrzebski"], r["predicted_jastrzebski_se"]),
             _pm(r["observed_excess"], r["observed_excess_se"], r["n_phases"] or None),
@@ -188,13 +211,16 @@ def stationary_rows(runs):
         if not s:
             continue
         row = {"run": r["name"], "loss": r["loss"], "batch_size": r["batch_size"],
-               "lr": r["lr"], "seed": r["seed"], "status": s.get("status")}
+               "lr": r["lr"], "seed": r["seed"], "momentum": _train_momentum(r),
+               "status": s.get("status")}
         row["stationary_lr"] = _num(_dig(s, ("phase", "lr")))
+        row["stationary_momentum"] = _phase_momentum(s)
         row["steps"] = _dig(s, ("phase", "steps"))
         row["n_eff"] = _num(_dig(s, ("observed", "n_eff")))
         row["tau_steps"] = _num(_dig(s, ("observed", "tau_steps")))
         row["drift_loss_z"] = _num(_dig(s, ("diagnostics", "drift_loss", "z")))
         row["drift_grad_sqnorm_z"] = _num(_dig(s, ("diagnostics", "drift_grad_sqnorm", "z")))
+        row["drift_step_sqnorm_z"] = _num(_dig(s, ("diagnostics", "drift_step_sqnorm", "z")))
         ok = _dig(s, ("diagnostics", "stationary"))
         row["stationary"] = "–" if ok is None else ("yes" if ok else "no")
         row["failed"] = "; ".join(_dig(s, ("diagnostics", "failed")) or [])
@@ -214,5 +240,7 @@ def stationary_rows(runs):
             row[f"{name}_over_observed_se"] = _num(_dig(s, ("ratios", name, "se")))
         row["steps_x_lr_x_lambda_max"] = _num(_dig(s, ("relaxation", "steps_x_lr_x_lambda_max")))
         row["discrete_correction"] = _num(_dig(s, ("predicted", "discrete_correction")))
+        stable = _dig(s, ("predicted", "stability", "stable"))
+        row["below_stability_edge"] = "–" if stable is None else ("yes" if stable else "NO")
         rows.append(row)
     return rows
