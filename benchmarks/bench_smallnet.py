@@ -4,7 +4,9 @@ Runs the library function ``validation.smallnet.smallnet_results`` (no files
 written) for the --quick and the default configuration, each in a fresh process
 so that neither profits from the other's JAX compilation, and prints the seconds
 spent finding the minimum, on the exact quantities (Hessian, spectrum, Σ), on the
-state-dependent probes and on the SGD chains, with the total against the budget.
+state-dependent probes, on the SGD chains (real and linearised, with the extensions to
+settle) and on the stability analysis (Ritz ρ and edges; the real-edge search only with
+``--stability``), with the total against the budget.
 Also printed: the process's CPU seconds and the load average, because a loaded
 2-core machine stretches wall time by the load and the budgets are for an idle one.
 
@@ -14,6 +16,7 @@ Each mode runs twice: "cold" with an empty result cache (a fresh temporary
 verified).  ``--cache-dir DIR`` uses DIR instead (kept afterwards).
 
 Usage: python benchmarks/bench_smallnet.py [--only quick|default] [--seed 0] [--json PATH]
+       [--preprocess global|feature|minmax] [--stability]
 Not a test: numbers depend on the machine and its load.
 """
 
@@ -27,10 +30,10 @@ import sys
 import time
 
 BUDGET_S = {"quick": 60.0, "default": 300.0}
-STAGES = ("minimum", "exact", "probes", "chains")
+STAGES = ("minimum", "exact", "probes", "chains", "stability")
 
 
-def _measure(mode: str, seed: int) -> dict:
+def _measure(mode: str, seed: int, preprocess: str = "global", stability: bool = False) -> dict:
     """One run in this process; returns the timings and the work done."""
     import resource
     import warnings
@@ -43,7 +46,8 @@ def _measure(mode: str, seed: int) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         r = smallnet_results(SmallnetConfig(quick=mode == "quick", quiet=True, seed=seed,
-                                            out=os.devnull))
+                                            out=os.devnull, preprocess=preprocess,
+                                            stability=stability))
     wall = time.perf_counter() - t0
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     steps = sum(row["burn_in"] + row["n_steps"] for row in r["rows"])
@@ -73,10 +77,12 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="also write the measurements here")
     p.add_argument("--cache-dir", default=None, help="result cache root (default: a fresh temporary one)")
+    p.add_argument("--preprocess", choices=("global", "feature", "minmax"), default="global")
+    p.add_argument("--stability", action="store_true", help="include the real-edge search")
     p.add_argument("--child", choices=("quick", "default"), default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:                                    # one measurement, JSON on stdout
-        print(json.dumps(_measure(args.child, args.seed)))
+        print(json.dumps(_measure(args.child, args.seed, args.preprocess, args.stability)))
         return 0
     import tempfile
 
@@ -88,7 +94,9 @@ def main(argv=None) -> int:
             if state == "cold" and not args.cache_dir:
                 assert not os.path.exists(env["XDG_CACHE_HOME"])
             t0 = time.perf_counter()
-            out = subprocess.run([sys.executable, __file__, "--child", mode, "--seed", str(args.seed)],
+            extra = ["--preprocess", args.preprocess] + (["--stability"] if args.stability else [])
+            out = subprocess.run([sys.executable, __file__, "--child", mode, "--seed", str(args.seed),
+                                  *extra],
                                  capture_output=True, text=True, check=True, env=env,
                                  cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
             m = json.loads(out.stdout.strip().splitlines()[-1])

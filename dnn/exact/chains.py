@@ -23,6 +23,13 @@ halves for a drift check. Recorded per chain:
 A chain whose θ or ĝ becomes non-finite, or whose excess exceeds a huge
 threshold, is frozen from that step on and reported as diverged (index and
 step); summary statistics use the other chains, and say how many.
+
+The loops are one driver over a *stepper* (how ĝ and the excess are computed from
+the chain's state): plain SGD here, linearised SGD at θ* in
+:mod:`dnn.exact.linear_chains`.  Every stepper draws its minibatches with
+:func:`_draw_batch` from the same per-chain key schedule, so two steppers run with the
+same seed see the same index stream, and a run continued from its
+:class:`ChainState` is the same run as one long one.
 """
 
 from __future__ import annotations
@@ -39,7 +46,8 @@ from theory import noise_factor
 from .._validate import int_at_least as _int_at_least
 from .._validate import positive_float as _positive_float
 
-__all__ = ["ChainStats", "Estimate", "run_sgd_chains", "default_record_every", "benchmark_steps"]
+__all__ = ["ChainState", "ChainStats", "Estimate", "run_sgd_chains", "default_record_every",
+           "benchmark_steps"]
 
 # Progress-bar granularity: enough chunks to see progress, few enough that the
 # per-call overhead (a few ms) is nothing next to the work.
@@ -63,6 +71,27 @@ class Estimate:
 
 
 @dataclass(frozen=True, eq=False)
+class ChainState:
+    """Where a set of chains stands after a run, so that a later call can continue it.
+
+    Continuing (``run_sgd_chains(..., state=s)``) draws the same minibatches as one
+    uninterrupted run would have: the keys carry the index stream.
+    """
+
+    kind: str                    # the stepper that produced it ("sgd", "linear", ...)
+    state: np.ndarray            # (n_chains, P): θ for "sgd", δ = θ − θ* for "linear"
+    keys: np.ndarray             # (n_chains, 2) uint32 PRNG keys after the last step
+    alive: np.ndarray            # (n_chains,) bool
+    diverged_step: np.ndarray    # (n_chains,) int, −1 if alive
+    step: int                    # steps taken since the start at θ*
+    seed: int                    # the seed the keys came from
+
+    @property
+    def n_chains(self) -> int:
+        return int(self.alive.size)
+
+
+@dataclass(frozen=True, eq=False)
 class ChainStats:
     """Per-chain time averages of one SGD run (shape (n_chains,) unless noted).
 
@@ -73,7 +102,7 @@ class ChainStats:
     lr: float
     batch_size: int
     n_chains: int
-    burn_in: int
+    burn_in: int                 # steps before the window, from θ* (earlier runs continued included)
     n_steps: int                 # window length actually run (a multiple of 2·record_every)
     record_every: int
     replacement: bool
@@ -94,6 +123,9 @@ class ChainStats:
     diverged_step: np.ndarray    # step (from the start, burn-in included) of divergence; -1 if none
     n_records: int               # recorded losses per chain in the window
     seconds: float
+    dist_sq: np.ndarray | None = None    # mean ‖θ − θ*‖² over the window's steps
+    final_state: ChainState | None = None  # to continue the run (see ChainState)
+    kind: str = "sgd"            # the stepper
 
     # ------------------------------------------------------------------ summaries
     @property
@@ -117,6 +149,12 @@ class ChainStats:
         """z of the mean paired difference (second half − first half) of the per-chain excess."""
         alive = ~self.diverged
         return _mean_se(self.excess_halves[alive, 1] - self.excess_halves[alive, 0]).z
+
+    def dist_sq_mean(self) -> Estimate:
+        """E‖θ − θ*‖² ± across-chain SE (how far the chains wander)."""
+        if self.dist_sq is None:
+            return Estimate(math.nan, math.nan, 0)
+        return _mean_se(self.dist_sq[~self.diverged])
 
     def grad_sqnorm_mean(self) -> Estimate:
         """E‖ĝ‖² ± across-chain SE."""
@@ -152,7 +190,8 @@ class ChainStats:
             "noise_factor": self.noise_factor, "loss_star": self.loss_star,
             "observed": est(self.observed()), "drift_z": self.drift_z(),
             "grad_sqnorm": est(self.grad_sqnorm_mean()), "theta_free": est(self.theta_free()),
-            "identity_ratio": est(self.identity_ratio()),
+            "identity_ratio": est(self.identity_ratio()), "dist_sq": est(self.dist_sq_mean()),
+            "kind": self.kind,
             "n_diverged": self.n_diverged, "diverged_chains": self.diverged_chains,
             "diverged_steps": [int(self.diverged_step[i]) for i in self.diverged_chains],
             "diverge_threshold": self.diverge_threshold,
@@ -173,7 +212,8 @@ def default_record_every(batch_size: int, n_data: int) -> int:
 
 def run_sgd_chains(model, data, theta_star, *, lr, batch_size, n_chains, burn_in, n_steps,
                    replacement: bool = True, seed: int = 0, record_every: int | None = None,
-                   diverge_threshold: float | None = None, quiet: bool = True) -> ChainStats:
+                   diverge_threshold: float | None = None, quiet: bool = True,
+                   state: ChainState | None = None) -> ChainStats:
     r"""Run ``n_chains`` SGD chains from θ* and average their stationary statistics.
 
     θ_{k+1} = θ_k − η ĝ_k,  ĝ_k = (1/S) Σ_{i∈B_k} ∇ℓ_i(θ_k) + 2λθ_k.
@@ -205,10 +245,33 @@ def run_sgd_chains(model, data, theta_star, *, lr, batch_size, n_chains, burn_in
         Excess L − L* above which a chain counts as diverged; default 1e3·max(1, |L*|).
     quiet : bool
         Hide the progress bar.
+    state : ChainState, optional
+        Continue these chains (``ChainStats.final_state`` of an earlier call with the same
+        settings) instead of starting at θ*; ``burn_in`` more steps are then discarded.
+        ``seed`` and ``n_chains`` must match it.
 
     Returns
     -------
     ChainStats
+    """
+    import jax.numpy as jnp
+
+    return _run_chains("sgd", model, data, theta_star, lr=lr, batch_size=batch_size,
+                       n_chains=n_chains, burn_in=burn_in, n_steps=n_steps,
+                       replacement=replacement, seed=seed, record_every=record_every,
+                       diverge_threshold=diverge_threshold, quiet=quiet, state=state,
+                       aux=lambda theta_star, loss_star: (theta_star, jnp.float64(loss_star)),
+                       label="SGD")
+
+
+def _run_chains(kind, model, data, theta_star, *, lr, batch_size, n_chains, burn_in, n_steps,
+                replacement, seed, record_every, diverge_threshold, quiet, state, aux, label,
+                start=None) -> ChainStats:
+    """The one driver: check arguments, burn in, run the two window halves, summarise.
+
+    ``aux(theta_star, loss_star)`` gives the stepper's constants (jax arrays); ``start``
+    (n_chains, P) is the initial state when not the default (θ* for "sgd", δ = 0 for
+    steppers whose state is the deviation).
     """
     import jax
     import jax.numpy as jnp
@@ -232,44 +295,62 @@ def run_sgd_chains(model, data, theta_star, *, lr, batch_size, n_chains, burn_in
                     else _int_at_least(record_every, "record_every", 1))
     n_steps = -(-n_steps // (2 * record_every)) * (2 * record_every)
     c_s = float(noise_factor(batch_size, n_data, replacement=replacement))
+    if state is not None:
+        _check_state(state, kind, n_chains, seed, model.n_params)
+    if start is not None and np.shape(start) != (n_chains, model.n_params):
+        raise ValueError(f"start must have shape ({n_chains}, {model.n_params}); got "
+                         f"{np.shape(start)}")
 
-    start = time.perf_counter()
+    start_time = time.perf_counter()
     with float64():
         x, y = jnp.asarray(data.x, dtype=jnp.float64), jnp.asarray(data.y)
-        fns = _compiled(model, batch_size, replacement)
-        loss_star = float(fns.full_loss(jnp.asarray(theta_star), x, y))
+        fns = _compiled(model, batch_size, replacement, kind)
+        loss_star = float(_full_loss(model)(jnp.asarray(theta_star), x, y))
         threshold = (_DIVERGE_FACTOR * max(1.0, abs(loss_star)) if diverge_threshold is None
                      else _positive_float(diverge_threshold, "diverge_threshold"))
         P = model.n_params
-        theta = jnp.broadcast_to(jnp.asarray(theta_star), (n_chains, P))
-        keys = jax.random.split(jax.random.PRNGKey(seed), n_chains)
-        alive = jnp.ones(n_chains, dtype=bool)
-        dstep = jnp.full(n_chains, -1, dtype=jnp.int64)
-        consts = (x, y, jnp.asarray(theta_star), jnp.float64(lr), jnp.float64(loss_star),
-                  jnp.float64(threshold))
+        if state is None:
+            if start is not None:
+                cur = jnp.asarray(start, dtype=jnp.float64)
+            elif kind == "sgd":
+                cur = jnp.broadcast_to(jnp.asarray(theta_star), (n_chains, P))
+            else:       # steppers whose state is δ = θ − θ* start at θ*, i.e. at 0
+                cur = jnp.zeros((n_chains, P), dtype=jnp.float64)
+            keys = jax.random.split(jax.random.PRNGKey(seed), n_chains)
+            alive = jnp.ones(n_chains, dtype=bool)
+            dstep = jnp.full(n_chains, -1, dtype=jnp.int64)
+            step = 0
+        else:
+            cur, keys = jnp.asarray(state.state), jnp.asarray(state.keys)
+            alive, dstep = jnp.asarray(state.alive), jnp.asarray(state.diverged_step, dtype=jnp.int64)
+            step = int(state.step)
+        consts = (x, y, jnp.float64(lr), jnp.float64(threshold),
+                  aux(jnp.asarray(theta_star), loss_star))
 
         total = burn_in + n_steps
         chunk = max(2 * record_every, -(-total // _TARGET_CHUNKS))
         chunk = -(-chunk // record_every) * record_every   # window chunks hold whole records
         from tqdm.auto import tqdm
-        bar = tqdm(total=total, desc=f"SGD lr={lr:.3g} S={batch_size}", unit="step", disable=quiet, leave=False)
+        bar = tqdm(total=total, desc=f"{label} lr={lr:.3g} S={batch_size}", unit="step",
+                   disable=quiet, leave=False)
 
-        step = 0
-        while step < burn_in:
-            n = min(chunk, burn_in - step)
-            theta, keys, alive, dstep = fns.burn(theta, keys, alive, dstep, jnp.int64(step), jnp.int64(n), *consts)
+        burn_end = step + burn_in
+        while step < burn_end:
+            n = min(chunk, burn_end - step)
+            cur, keys, alive, dstep = fns.burn(cur, keys, alive, dstep, jnp.int64(step),
+                                               jnp.int64(n), *consts)
             step += n
             bar.update(n)
 
-        theta_start = np.asarray(theta)
+        state_start = np.asarray(cur)
         half = n_steps // 2
         sums = [None, None]
         for h in range(2):
             done = 0
             while done < half:
                 n = min(chunk, half - done)
-                theta, keys, alive, dstep, acc = fns.window(
-                    theta, keys, alive, dstep, jnp.int64(step), jnp.int64(n // record_every),
+                cur, keys, alive, dstep, acc = fns.window(
+                    cur, keys, alive, dstep, jnp.int64(step), jnp.int64(n // record_every),
                     jnp.int64(record_every), *consts)
                 acc = {k: np.asarray(v, dtype=np.float64) for k, v in acc.items()}
                 sums[h] = acc if sums[h] is None else {k: sums[h][k] + acc[k] for k in acc}
@@ -277,7 +358,7 @@ def run_sgd_chains(model, data, theta_star, *, lr, batch_size, n_chains, burn_in
                 step += n
                 bar.update(n)
         bar.close()
-        theta_end = np.asarray(theta)
+        state_end, keys = np.asarray(cur), np.asarray(keys)
         alive = np.asarray(alive)
         dstep = np.asarray(dstep)
 
@@ -289,14 +370,31 @@ def run_sgd_chains(model, data, theta_star, *, lr, batch_size, n_chains, burn_in
     # so nothing large cancels.
     dev_mean = tot["dev"] / n_steps
     fd_lhs = (tot["dev_g"] - np.einsum("cp,cp->c", dev_mean, tot["g"])) / n_steps
+    as_theta = (lambda s: s) if kind == "sgd" else (lambda s: theta_star + s)
+    final = ChainState(kind=kind, state=state_end, keys=keys, alive=alive, diverged_step=dstep,
+                       step=step, seed=seed)
     return ChainStats(
-        lr=lr, batch_size=batch_size, n_chains=n_chains, burn_in=burn_in, n_steps=n_steps,
+        lr=lr, batch_size=batch_size, n_chains=n_chains, burn_in=burn_end, n_steps=n_steps,
         record_every=record_every, replacement=replacement, seed=seed, n_data=n_data,
         noise_factor=c_s, loss_star=loss_star, diverge_threshold=threshold,
         excess=excess_h.mean(axis=1), excess_halves=excess_h, grad_sqnorm=g2_h.mean(axis=1),
-        grad_sqnorm_halves=g2_h, fd_lhs=fd_lhs, theta_start=theta_start, theta_end=theta_end,
-        theta_mean=theta_star + dev_mean, diverged=~alive, diverged_step=dstep,
-        n_records=2 * n_rec_half, seconds=time.perf_counter() - start)
+        grad_sqnorm_halves=g2_h, fd_lhs=fd_lhs, theta_start=as_theta(state_start),
+        theta_end=as_theta(state_end), theta_mean=theta_star + dev_mean, diverged=~alive,
+        diverged_step=dstep, n_records=2 * n_rec_half, seconds=time.perf_counter() - start_time,
+        dist_sq=tot["dev2"] / n_steps, final_state=final, kind=kind)
+
+
+def _check_state(state, kind, n_chains, seed, n_params):
+    if not isinstance(state, ChainState):
+        raise TypeError(f"state must be a ChainState; got {type(state).__name__}")
+    if state.kind != kind:
+        raise ValueError(f"state must come from a {kind!r} run; got one from {state.kind!r}")
+    if state.n_chains != n_chains or state.seed != seed:
+        raise ValueError(f"state must match n_chains={n_chains} and seed={seed}; got "
+                         f"n_chains={state.n_chains}, seed={state.seed}")
+    if np.shape(state.state) != (n_chains, n_params):
+        raise ValueError(f"state.state must have shape ({n_chains}, {n_params}); got "
+                         f"{np.shape(state.state)}")
 
 
 def benchmark_steps(model, data, theta_star, *, batch_size, n_chains=32, n_steps=2000, lr=None,
@@ -330,88 +428,118 @@ def _mean_se(values) -> Estimate:
 
 
 class _Kernels:
-    """Jitted burn-in and window loops for one (model, S, sampling scheme).
+    """Jitted burn-in and window loops for one (model, S, sampling scheme, stepper).
 
-    Everything else (θ, keys, data, η, L*, step counts) is a traced argument, so
-    one compilation serves every learning rate, chunk length and seed.
+    Everything else (state, keys, data, η, the stepper's constants, step counts) is a
+    traced argument, so one compilation serves every learning rate, chunk length and seed.
+    A stepper is three functions of one chain's state (``_stepper``): the minibatch
+    gradient ĝ, the deviation θ − θ* and the excess loss; the state update is
+    state − η ĝ for all of them.
     """
 
-    def __init__(self, model, batch_size, replacement):
+    def __init__(self, model, batch_size, replacement, kind):
         import jax
         import jax.numpy as jnp
 
-        S = batch_size
-        grad_loss = jax.grad(model.loss)
+        gradient, deviation, excess = _stepper(model, kind)
 
-        def sample(key, n_data):
-            if replacement:
-                return jax.random.randint(key, (S,), 0, n_data)
-            return _floyd_sample(key, n_data, S)
-
-        def sgd_step(theta, key, x, y, lr):
-            key, sub = jax.random.split(key)
-            idx = sample(sub, x.shape[0])
-            g = grad_loss(theta, x[idx], y[idx])     # batch mean data gradient + 2λθ
-            return theta - lr * g, key, g
-
-        def full_loss(theta, x, y):
-            return model.loss(theta, x, y)
+        def step(state, key, x, y, lr, aux):
+            key, idx = _draw_batch(key, x.shape[0], batch_size, replacement)
+            g = gradient(state, x, y, idx, aux)
+            return state - lr * g, key, g
 
         def guard(ok_old, new, old):
             return jnp.where(ok_old, new, old)
 
-        # ---- one chain; vmapped below
-        def burn_one(theta, key, alive, dstep, step0, n, x, y, theta_star, lr, loss_star, thr):
-            def body(k, carry):
-                theta, key, alive, dstep = carry
-                new, key, g = sgd_step(theta, key, x, y, lr)
-                ok = alive & jnp.all(jnp.isfinite(new)) & jnp.all(jnp.isfinite(g))
-                dstep = jnp.where(alive & ~ok, step0 + k, dstep)
-                return guard(ok, new, theta), key, ok, dstep
-            theta, key, alive, dstep = jax.lax.fori_loop(0, n, body, (theta, key, alive, dstep))
-            # one loss check per chunk catches a chain that wandered off without overflowing
-            exc = full_loss(theta, x, y) - loss_star
-            ok = alive & jnp.isfinite(exc) & (exc < thr)
-            dstep = jnp.where(alive & ~ok, step0 + n - 1, dstep)
-            return theta, key, ok, dstep
-
-        def window_one(theta, key, alive, dstep, step0, n_blocks, every, x, y, theta_star, lr, loss_star, thr):
-            P = theta.shape[0]
-            zero = jnp.zeros((), theta.dtype)
-            acc0 = {"excess": zero, "g2": zero, "dev_g": zero, "g": jnp.zeros(P, theta.dtype),
-                    "dev": jnp.zeros(P, theta.dtype)}
+        # ---- one chain; vmapped below.  The burn-in runs this same loop as one block of n
+        # steps and drops the sums: one compilation per stepper instead of two (each costs
+        # seconds on 2 cores), for a few vector operations per step.
+        def window_one(state, key, alive, dstep, step0, n_blocks, every, x, y, lr, thr, aux):
+            P = state.shape[0]
+            zero = jnp.zeros((), state.dtype)
+            acc0 = {"excess": zero, "g2": zero, "dev_g": zero, "dev2": zero,
+                    "g": jnp.zeros(P, state.dtype), "dev": jnp.zeros(P, state.dtype)}
 
             def step_body(k, carry):
-                theta, key, alive, dstep, acc, base = carry
-                new, key, g = sgd_step(theta, key, x, y, lr)
+                state, key, alive, dstep, acc, base = carry
+                new, key, g = step(state, key, x, y, lr, aux)
                 ok = alive & jnp.all(jnp.isfinite(new)) & jnp.all(jnp.isfinite(g))
                 dstep = jnp.where(alive & ~ok, base + k, dstep)
-                dev = theta - theta_star
+                dev = deviation(state, aux)
                 acc = {"excess": acc["excess"],
                        "g2": acc["g2"] + jnp.where(ok, g @ g, 0.0),
                        "dev_g": acc["dev_g"] + jnp.where(ok, dev @ g, 0.0),
+                       "dev2": acc["dev2"] + jnp.where(ok, dev @ dev, 0.0),
                        "g": acc["g"] + jnp.where(ok, g, 0.0),
                        "dev": acc["dev"] + jnp.where(ok, dev, 0.0)}
-                return guard(ok, new, theta), key, ok, dstep, acc, base
+                return guard(ok, new, state), key, ok, dstep, acc, base
 
             def block_body(b, carry):
-                theta, key, alive, dstep, acc = carry
+                state, key, alive, dstep, acc = carry
                 base = step0 + b * every
-                theta, key, alive, dstep, acc, _ = jax.lax.fori_loop(
-                    0, every, step_body, (theta, key, alive, dstep, acc, base))
-                exc = full_loss(theta, x, y) - loss_star
+                state, key, alive, dstep, acc, _ = jax.lax.fori_loop(
+                    0, every, step_body, (state, key, alive, dstep, acc, base))
+                exc = excess(state, x, y, aux)
                 ok = alive & jnp.isfinite(exc) & (exc < thr)
                 dstep = jnp.where(alive & ~ok, base + every - 1, dstep)
                 acc = dict(acc, excess=acc["excess"] + jnp.where(ok, exc, 0.0))
-                return theta, key, ok, dstep, acc
+                return state, key, ok, dstep, acc
 
-            return jax.lax.fori_loop(0, n_blocks, block_body, (theta, key, alive, dstep, acc0))
+            return jax.lax.fori_loop(0, n_blocks, block_body, (state, key, alive, dstep, acc0))
 
         chains = (0, 0, 0, 0) + (None,) * 8
-        self.burn = jax.jit(jax.vmap(burn_one, in_axes=chains))
-        self.window = jax.jit(jax.vmap(window_one, in_axes=chains + (None,),
-                                       out_axes=(0, 0, 0, 0, 0)))
-        self.full_loss = jax.jit(full_loss)
+        self.window = jax.jit(jax.vmap(window_one, in_axes=chains, out_axes=(0, 0, 0, 0, 0)))
+
+    def burn(self, state, keys, alive, dstep, step0, n, *consts):
+        """n steps with one divergence check at the end (the window loop as one block)."""
+        import jax.numpy as jnp
+
+        state, keys, alive, dstep, _ = self.window(state, keys, alive, dstep, step0,
+                                                   jnp.int64(1), n, *consts)
+        return state, keys, alive, dstep
+
+
+#: Stepper factories by kind: ``factory(model) -> (gradient, deviation, excess)``.  Other
+#: modules register theirs (dnn.exact.linear_chains adds "linear" on import), so this
+#: module never imports them back.
+_STEPPERS = {}
+
+
+def register_stepper(kind, factory):
+    """Make ``kind`` available to the chain runner (called by the module that defines it)."""
+    _STEPPERS[kind] = factory
+
+
+def _stepper(model, kind):
+    """(gradient, deviation, excess) of one chain for the stepper ``kind``."""
+    if kind != "sgd":
+        if kind not in _STEPPERS:
+            raise ValueError(f"kind must be 'sgd' or one of {sorted(_STEPPERS)}; got {kind!r}")
+        return _STEPPERS[kind](model)
+    import jax
+
+    grad_loss = jax.grad(model.loss)
+
+    def gradient(theta, x, y, idx, aux):
+        return grad_loss(theta, x[idx], y[idx])     # batch mean data gradient + 2λθ
+
+    def deviation(theta, aux):
+        return theta - aux[0]
+
+    def excess(theta, x, y, aux):
+        return model.loss(theta, x, y) - aux[1]
+
+    return gradient, deviation, excess
+
+
+def _draw_batch(key, n_data, batch_size, replacement):
+    """(next key, S indices): the one minibatch draw every stepper uses (same seed, same batches)."""
+    import jax
+
+    key, sub = jax.random.split(key)
+    if replacement:
+        return key, jax.random.randint(sub, (batch_size,), 0, n_data)
+    return key, _floyd_sample(sub, n_data, batch_size)
 
 
 def _floyd_sample(key, n_data, size):
@@ -435,5 +563,12 @@ def _floyd_sample(key, n_data, size):
 
 
 @functools.lru_cache(maxsize=16)
-def _compiled(model, batch_size, replacement) -> _Kernels:
-    return _Kernels(model, batch_size, replacement)
+def _compiled(model, batch_size, replacement, kind="sgd") -> _Kernels:
+    return _Kernels(model, batch_size, replacement, kind)
+
+
+@functools.lru_cache(maxsize=8)
+def _full_loss(model):
+    import jax
+
+    return jax.jit(model.loss)

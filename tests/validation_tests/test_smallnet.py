@@ -232,9 +232,11 @@ def test_score_propagates_the_prediction_se():
 
 
 def _row(eta_h=0.5, s=8, observed=1.0, se=0.05, drift=0.3, n_chains=8, n_diverged=0,
-         values=(0.2, 5.0, 0.4, 0.95), sd_se=0.02):
-    preds = {k: sn.score(observed, se, v, sd_se if k == "state_dependent" else 0.0)
+         values=(0.2, 5.0, 0.4, 0.95, 0.97), sd_se=0.02):
+    preds = {k: sn.score(observed, se, v, sd_se if k in ("state_dependent", "linear") else 0.0)
              for k, v in zip(sn.PREDICTIONS, values)}
+    if "linear" in preds:
+        preds["linear"].update(exists=True, n_diverged=0)
     lr = eta_h / 0.3
     return {"eta_h_max": eta_h, "lr": lr, "batch_size": s, "observed": observed,
             "observed_se": se, "drift_z": drift, "n_chains": n_chains, "n_diverged": n_diverged,
@@ -246,10 +248,10 @@ def _row(eta_h=0.5, s=8, observed=1.0, se=0.05, drift=0.3, n_chains=8, n_diverge
 def test_row_verdict_and_summary():
     row = _row()
     v = row["verdict"]
-    assert v["agree"] == ["state_dependent"]
+    assert v["agree"] == ["state_dependent", "linear"]
     assert v["rejected"] == ["wang", "jastrzebski", "discrete"]
     assert "wang -80%" in v["text"]
-    s = sn.summary_verdict([row, _row(eta_h=0.05, values=(0.99, 5.0, 1.0, 1.0))])
+    s = sn.summary_verdict([row, _row(eta_h=0.05, values=(0.99, 5.0, 1.0, 1.0, 1.0))])
     assert s["wang"]["n_agree"] == 1 and s["wang"]["n_rows"] == 2
     assert s["wang"]["rel_error_min"] == pytest.approx(-0.8)
     assert s["jastrzebski"]["n_agree"] == 0 and s["diverged"] == []
@@ -344,7 +346,7 @@ def test_tables_redraw_from_the_saved_json(tmp_path):
     md = (tmp_path / "smallnet.md").read_text()
     assert sn.markdown_table(saved) in md
     rows = [line for line in md.splitlines() if line.startswith("| 0.5 |")]
-    assert rows[1].count("(no measurement)") == 4 and "✗" not in rows[1]
+    assert rows[1].count("(no measurement)") == 5 and "✗" not in rows[1]
     assert rows[0].count("✗") == 3                  # wang, jastrzebski, discrete rejected
     assert sn.console_table(saved) == sn.console_table(results)
     (tmp_path / "bad.json").write_text("{\"rows\": []")
@@ -379,7 +381,8 @@ def test_figure_has_one_panel_per_batch_size_with_four_predictions():
 SCHEMA_NETWORK = {"P", "l2", "loss_star", "grad_norm", "train_accuracy", "trace_sigma", "trace_h",
                   "trace_h_data", "trace_h_l2", "h_min", "h_max"}
 SCHEMA_ROW = {"lr", "batch_size", "eta_h_max", "observed", "observed_se", "drift_z", "n_chains",
-              "n_diverged", "predictions", "theta_free"}
+              "n_diverged", "predictions", "theta_free", "linear", "rho_minus_1", "settled",
+              "settle", "accounting"}
 
 
 @pytest.mark.slow
@@ -409,5 +412,14 @@ def test_tiny_network_end_to_end(tmp_path):
     assert abs(row["drift_z"]) < sn.Z_MAX
     assert abs(row["predictions"]["discrete"]["z"]) < sn.Z_MAX, row
     assert abs(row["predictions"]["state_dependent"]["z"]) < sn.Z_MAX, row
-    assert set(r["timings"]) >= {"minimum", "exact", "probes", "chains", "total"}
+    assert set(r["timings"]) >= {"minimum", "exact", "probes", "chains", "stability", "total"}
     assert (out / "smallnet.md").is_file() and (out / "smallnet.png").is_file()
+    # the linear prediction, ρ and the accounting exist, and the accounting sums to obs
+    lin = row["predictions"]["linear"]
+    assert {"value", "se", "z", "rel_error", "agrees", "n_diverged"} <= set(lin)
+    assert row["settled"] and row["rho_minus_1"]["value"] < 0 and lin["exists"]
+    terms = row["accounting"]["terms"]
+    assert sum(t["value"] for t in terms.values()) == pytest.approx(row["observed"], rel=1e-12)
+    (block,) = r["stability"]["per_batch_size"]
+    assert block["linear_edge"]["eta_h_max"] > 0.1 and block["linear_edge"]["confirmed"]
+    assert (out / "stability.png").is_file() and net["preprocess"] == "global"

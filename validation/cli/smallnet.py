@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from ._args import csv_list, finite_float, nonnegative_int, positive_int
 
-HELP = "real SGD on a small exact network (digits MLP) vs Wang, Jastrzebski, discrete, state-dependent"
+HELP = ("real SGD on a small exact network (digits MLP) vs Wang, Jastrzebski, discrete, "
+        "state-dependent and linearised SGD; its mean-square stability edge")
 
 
 def add_arguments(p):
@@ -26,6 +27,12 @@ def add_arguments(p):
     p.add_argument("--no-cache", action="store_true",
                    help="find theta*, H and its spectrum afresh instead of reusing the verified "
                         "cache in $XDG_CACHE_HOME/sgd-minima/smallnet")
+    p.add_argument("--preprocess", choices=("global", "feature", "minmax"), default="global",
+                   help="input scaling: one mean and sd over all pixels (global, default), "
+                        "per-feature standardisation (feature), or x/16 (minmax)")
+    p.add_argument("--stability", action="store_true",
+                   help="also search the real edge: the smallest lr*h_max at which most real "
+                        "chains diverge (the linear edge is always computed)")
     p.add_argument("--quick", action="store_true", help="fewer, shorter settings (<= 60 s)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--out", required=True, help="output folder for smallnet.json/.md/.png")
@@ -38,4 +45,4 @@ def run(args) -> int:
         activation=args.activation, hidden=args.hidden, l2=args.l2, eta_h=args.eta_h,
         batch_sizes=args.batch_sizes, chains=args.chains, seed=args.seed, quick=args.quick,
         quiet=args.quiet, out=args.out, replacement=not args.without_replacement,
-        cache=not args.no_cache))
+        cache=not args.no_cache, preprocess=args.preprocess, stability=args.stability))

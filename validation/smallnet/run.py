@@ -4,24 +4,36 @@ Design.  An MLP on scikit-learn's digits is small enough (P = 2410 by default) t
 everything the theory needs is exact: a strict minimum θ* (L-BFGS + Newton), the
 dense Hessian H with its spectrum, and Σ from all N per-example gradients.  At each
 (η·h_max, S) many SGD chains start at θ*, burn in for a number of steps chosen from
-that spectrum, and record the excess loss L(θ) − L*.  Their mean ± across-chain SE
-is compared with four predictions, each with a z-score:
+that spectrum, and record the excess loss L(θ) − L*; beside them, linearised-SGD chains
+on the same minibatches (:mod:`validation.smallnet.measure`).  A setting is a
+measurement only once the real chains are stationary (drift and the fluctuation–
+dissipation identity); otherwise both are continued, up to a cap.  The observed mean ±
+across-chain SE is compared with five predictions, each with a z-score:
 
 - (12) Wang, (η c_S/4) tr Σ;  (6) Jastrzębski, (η c_S/4) tr H  (tr H of the full
   objective, data + L2: the Hessian SGD actually sees);
 - the exact discrete additive-noise law, (η c_S/2) tr[(2I − ηH)⁻¹ Σ];
 - that law + ΔE₁, the first-order state-dependent term, estimated with Gaussian
   probes v ~ N(0, C₀) and per-example HVPs (its SE enters the z-score:
-  z = (obs − pred)/√(se_obs² + se_pred²)).
+  z = (obs − pred)/√(se_obs² + se_pred²));
+- ``linear``: linearised SGD itself, the full linear theory with the state-dependent
+  noise to all orders (z from the per-chain pairs), where it has a stationary law.
 
-Beside them, the θ*-free estimate (η/4) E‖ĝ‖² from the same chains.  The run is
-*sound* (exit 0) when every setting is stationary (|drift z| < 4) and kept at least
-two chains; diverged chains are counted and reported, never dropped silently.
-Which predictions agree is reported, not folded into the exit status.
+Then, per S, the mean-square stability of linearised SGD (ρ of its second-moment map by
+Rayleigh–Ritz, the linear edge; with ``stability`` also the real edge:
+:mod:`validation.smallnet.stability`), and per row the accounting of the observed excess
+into tr Σ, discrete time, state-dependent noise and nonlinearity
+(:mod:`validation.smallnet.accounting`).  Beside them, the θ*-free estimate (η/4) E‖ĝ‖²
+from the same chains.  The run is *sound* (exit 0) when every setting settled;
+diverged chains are counted and reported, never dropped silently.  Which predictions
+agree is reported, not folded into the exit status.
 
 This module runs the measurement; :mod:`validation.smallnet.plan` sizes each setting
-from the spectrum, :mod:`validation.smallnet.report` scores it and draws the table,
-verdict and figure from saved results, and :mod:`validation.smallnet.cache` keeps θ*.
+from the spectrum, :mod:`validation.smallnet.report` scores it and draws the tables,
+verdict and figures from saved results, and :mod:`validation.smallnet.cache` keeps θ*.
+A heavy-ball β would enter as one more stepper in :mod:`dnn.exact.chains` (state (θ, v))
+and one more field here; the settling, accounting and stability code take the chains'
+statistics and do not care how they were stepped.
 """
 
 from __future__ import annotations
@@ -36,12 +48,16 @@ import numpy as np
 
 from . import plan as _plan
 from . import report as _report
+from . import stability as _stability
 from .._io import synthetic_provenance
 from .plan import *  # noqa: F401,F403  (one import for callers)
 from .plan import missing_fraction, plan_burn_in, plan_window
 from .report import *  # noqa: F401,F403
 from .report import (Z_MAX, console_table, row_verdict, score, soundness, summary_verdict,
                               write_outputs)
+from .accounting import accounting
+from .measure import chain_measurement, linear_measurement, measure_setting
+from dnn.exact.digits import PREPROCESSING   # numpy only: no jax at import
 
 # The spectrum-based planning and the scores/reports live in smallnet_plan and
 # smallnet_report; their public names are re-exported so ``validation.smallnet``
@@ -50,6 +66,7 @@ __all__ = ["SmallnetConfig", "run_smallnet", "smallnet_results", "sketched_trace
            *_plan.__all__, *_report.__all__]
 
 ACTIVATIONS = ("tanh", "softplus", "relu")
+
 
 
 @dataclass(frozen=True)
@@ -64,14 +81,28 @@ class _Effort:
     min_window: int         # recorded steps at least, so each half holds many samples
     probe_rel_se: float     # cap on the relative SE of tr[W K(C0)] (see _probe_target)
     max_probes: int
+    settle_max_steps: int   # cap on burn-in + window of a setting, extensions to settle included
+    subspace_eig: int       # H's eigenvectors at each end of the spectrum in the Ritz subspace
+    subspace_per_row: int   # linearised-chain states and pilot states per η in it
+    subspace_max_dim: int   # r; the dense T_V costs N r⁴ to build
+    pilot_steps: int        # steps of the noise-free linearised "pilot" chains per η
+    edge_steps: int         # steps within which real chains must diverge (--stability)
+    edge_cap: float         # largest η·h_max the real-edge search tries
 
 
-# Default (<= 5 min on 2 cores): 4 x 2 settings, a 2% measurement.  --quick (<= 60 s):
-# the two ends of the default η range that discriminate the laws, a 4% measurement.
+# Default (<= 5 min on 2 idle cores): 4 x 2 settings, a 2% measurement.  --quick (<= 60 s):
+# the two ends of the default η range that discriminate the laws, a 4% measurement.  The
+# Ritz subspace (r = 40; 24 for --quick) costs N r⁴ to build: on the default network r = 32
+# and r = 48 put the S = 8 edge at 0.516 and 0.512 (the bound tightens with r); the
+# real-edge search goes past η·h_max = 2 because real SGD survives there.
 DEFAULT = _Effort(eta_h=(0.05, 0.2, 0.5, 1.0), batch_sizes=(8, 64), chains=32, rel_se=0.02,
-                  max_steps=40_000, min_window=2_000, probe_rel_se=0.05, max_probes=80)
+                  max_steps=40_000, min_window=2_000, probe_rel_se=0.05, max_probes=80,
+                  settle_max_steps=80_000, subspace_eig=6, subspace_per_row=4,
+                  subspace_max_dim=40, pilot_steps=300, edge_steps=2_000, edge_cap=8.0)
 QUICK = _Effort(eta_h=(0.2, 1.0), batch_sizes=(8, 64), chains=16, rel_se=0.04,
-                max_steps=8_000, min_window=1_000, probe_rel_se=0.10, max_probes=20)
+                max_steps=8_000, min_window=1_000, probe_rel_se=0.10, max_probes=20,
+                settle_max_steps=16_000, subspace_eig=6, subspace_per_row=3,
+                subspace_max_dim=24, pilot_steps=200, edge_steps=1_000, edge_cap=8.0)
 
 # A burn-in that leaves a fraction m of the excess loss missing biases the window
 # mean by < m·E; keeping m below a quarter of the target relative SE moves z by < 0.25.
@@ -101,9 +132,15 @@ class SmallnetConfig:
     steps: int | None = None       # recorded window per setting (default: planned for rel_se)
     probes: int | None = None      # probes per η for ΔE1 (default: planned, see _probe_target)
     cache: bool = True             # reuse θ*, H and its spectrum from the on-disk cache (verified)
+    preprocess: str = "global"     # input scaling: global | feature | minmax (dnn.exact.digits)
+    stability: bool = False        # also search the real edge (real chains diverging)
 
     def __post_init__(self):
         effort = QUICK if _flag(self.quick, "quick") else DEFAULT
+        _flag(self.stability, "stability")
+        if self.preprocess not in PREPROCESSING:
+            raise ValueError(f"preprocess must be one of {', '.join(PREPROCESSING)}; "
+                             f"got {self.preprocess!r}")
         _flag(self.quiet, "quiet")
         _flag(self.replacement, "replacement")
         _flag(self.cache, "cache")
@@ -219,33 +256,6 @@ def _probe_target(effort, rel_se_obs, pilot_mean, lr, c_max, e_disc_at_c_max):
     return min(effort.probe_rel_se, 0.5 * rel_se_obs * e_disc_at_c_max / delta)
 
 
-def _chain_measurement(stats) -> dict:
-    """Observed excess, drift, θ*-free and identity ratio from ``dnn.exact.chains.ChainStats``.
-
-    The θ*-free estimate is compared with the observed excess chain by chain
-    (both are time averages of the same chain), so their z uses the SE of the
-    per-chain difference, not the two SEs added as if independent.
-    """
-    alive = ~np.asarray(stats.diverged)
-    obs, tf, ratio = stats.observed(), stats.theta_free(), stats.identity_ratio()
-    diff = 0.25 * stats.lr * stats.grad_sqnorm[alive] - stats.excess[alive]
-    n = int(diff.size)
-    se_diff = float(np.std(diff, ddof=1) / math.sqrt(n)) if n > 1 else math.nan
-    z_tf = float(-diff.mean() / se_diff) if n > 1 and se_diff > 0 else math.nan
-    return {
-        "observed": obs.value, "observed_se": obs.se, "drift_z": float(stats.drift_z()),
-        "n_chains": int(stats.n_chains), "n_diverged": stats.n_diverged,
-        "diverged_chains": stats.diverged_chains,
-        "diverged_steps": [int(stats.diverged_step[i]) for i in stats.diverged_chains],
-        "theta_free": {"value": tf.value, "se": tf.se, "z": z_tf,
-                       "rel_error": tf.value / obs.value - 1.0 if obs.value else math.nan},
-        "identity_ratio": {"value": ratio.value, "se": ratio.se},
-        "burn_in": int(stats.burn_in), "n_steps": int(stats.n_steps),
-        "record_every": int(stats.record_every), "n_records": int(stats.n_records),
-        "noise_factor": float(stats.noise_factor), "seconds": float(stats.seconds),
-    }
-
-
 def _plan_row(cfg, h, s_tilde, s_tilde_full, lr, c_s, batch_size, n_data):
     """Burn-in, window and record spacing for one (η, S) from the exact spectrum."""
     from dnn.exact.chains import default_record_every
@@ -261,9 +271,11 @@ def _plan_row(cfg, h, s_tilde, s_tilde_full, lr, c_s, batch_size, n_data):
     burn = max(burn, effort.min_window // 2)
     missing = float(missing_fraction(h, s_tilde, lr, burn))
     planned, ess_per_step = plan_window(h, s_tilde_full, lr, c_s, cfg.chains, rel_se=effort.rel_se)
-    # Each half of the window spans >= 1 burn-in, i.e. the slow directions that carry
-    # noise relax within each half and the drift z can see a window that is not stationary.
-    window = max(planned, effort.min_window, 2 * burn)
+    # The window spans >= 1 burn-in, so the slow directions that carry noise relax within
+    # it and the drift z between its halves can see a window that is not stationary; a row
+    # that is not is extended until it is (validation.smallnet.measure), so this need not
+    # be 2 burn-ins per half in advance.
+    window = max(planned, effort.min_window, burn)
     # A record (a full-data loss per chain) costs ~N/(3S) steps (dnn.exact.chains' default
     # spacing); records closer than half an independent sample buy nothing, so space
     # them by that when it is longer.
@@ -405,8 +417,7 @@ def smallnet_results(cfg: SmallnetConfig) -> dict:
     if not isinstance(cfg, SmallnetConfig):
         raise TypeError(f"cfg must be a SmallnetConfig; got {type(cfg).__name__}")
     import theory
-    from dnn.exact.chains import run_sgd_chains
-    from dnn.exact.digits import load_digits
+    from dnn.exact.digits import input_scale, load_digits
     from dnn.exact.hessian import callables, exact_quantities
     from dnn.exact.minimum import NotAMinimumError
 
@@ -417,7 +428,11 @@ def smallnet_results(cfg: SmallnetConfig) -> dict:
 
     timings, cpu = {}, {}
     t0, c0 = time.perf_counter(), time.process_time()
-    data = load_digits()
+    if cfg.cache:
+        from .cache import enable_compilation_cache
+
+        enable_compilation_cache()
+    data = load_digits(preprocess=cfg.preprocess)
     n_data = data.n
     too_big = [s for s in cfg.batch_sizes if s > n_data]
     if too_big:
@@ -437,10 +452,13 @@ def smallnet_results(cfg: SmallnetConfig) -> dict:
     s_tilde_full = u.T @ exact.sigma @ u
     s_tilde = np.clip(np.diag(s_tilde_full), 0.0, None)
     network = _network_summary(cfg, model, data, minimum, exact)
+    network["preprocess"] = cfg.preprocess
+    network["inputs"] = input_scale(data.x)
     ops = callables(model, data, minimum.theta)
     if cfg.cache and not cache_info["hit"]:
         cache_info["stored"] = store_cache(cache_info, minimum, exact)
     network["minimum_from_cache"] = bool(cache_info["hit"])
+    network["per_example_curvature"] = _stability.per_example_curvature(ops, exact)
     timings["exact"] = time.perf_counter() - t1
     cpu["exact"] = time.process_time() - c1
 
@@ -448,7 +466,10 @@ def smallnet_results(cfg: SmallnetConfig) -> dict:
     c_of = {s: float(theory.noise_factor(s, **kw)) for s in cfg.batch_sizes}
     s_noisiest = max(cfg.batch_sizes, key=lambda s: c_of[s])
     rows, probes, seeds = [], [], {"init": cfg.seed, "chains": {}, "probes": {}}
-    timings["probes"] = timings["chains"] = cpu["probes"] = cpu["chains"] = 0.0
+    linear_states = {}
+    for k in ("probes", "chains", "stability"):
+        timings[k] = cpu[k] = 0.0
+    effort = cfg.effort
     settings = [(e, s) for e in cfg.eta_h for s in cfg.batch_sizes]
     bar = tqdm(total=len(settings), desc="smallnet settings", disable=cfg.quiet, leave=False)
     for i, eta_h in enumerate(cfg.eta_h):
@@ -469,14 +490,19 @@ def smallnet_results(cfg: SmallnetConfig) -> dict:
             plan = _plan_row(cfg, h, s_tilde, s_tilde_full, lr, c_s, s, n_data)
             chain_seed = cfg.seed * 1000 + 10 * i + j + 1
             seeds["chains"][f"{eta_h:g},{s}"] = chain_seed
-            c3 = time.process_time()
-            stats = run_sgd_chains(model, data, minimum.theta, lr=lr, batch_size=s,
-                                   n_chains=cfg.chains, burn_in=plan["burn_in"],
-                                   n_steps=plan["window"], record_every=plan["record_every"],
-                                   replacement=cfg.replacement, seed=chain_seed, quiet=cfg.quiet)
-            timings["chains"] += stats.seconds
+            c3, t3 = time.process_time(), time.perf_counter()
+            # one seed for both: the linearised chains draw the real chains' minibatches
+            res = measure_setting(model, data, minimum.theta, exact.hessian, lr=lr, batch_size=s,
+                                  n_chains=cfg.chains, burn_in=plan["burn_in"],
+                                  window=plan["window"], record_every=plan["record_every"],
+                                  replacement=cfg.replacement, seed=chain_seed,
+                                  max_total_steps=max(effort.settle_max_steps,
+                                                      plan["burn_in"] + plan["window"]),
+                                  quiet=cfg.quiet)
+            timings["chains"] += time.perf_counter() - t3
             cpu["chains"] += time.process_time() - c3
-            m = _chain_measurement(stats)
+            stats = res["real"]
+            m = chain_measurement(stats)
             # tr[W K(C₀)] ∝ c_S (C₀ ∝ c_S) and ΔE₁ = (η c_S/2)·tr: ΔE₁ = (η/2) c_S² tr|_{c=1}.
             delta = theory.state_dependent_correction_from_trace(c_s * tr_mean, lr, s, **kw)
             delta_se = theory.state_dependent_correction_from_trace(c_s * tr_se, lr, s, **kw)
@@ -491,16 +517,28 @@ def smallnet_results(cfg: SmallnetConfig) -> dict:
             row = {"eta_h_max": eta_h, "lr": lr, "batch_size": s, **m, "predictions": preds,
                    "delta_e1": {"value": delta, "se": delta_se, "n_probes": n_probes,
                                 "relative_to_discrete": delta / e_disc[s]},
-                   "plan": plan}
-            row["verdict"] = row_verdict(preds)
+                   "plan": plan, "settle": res["settle"], "settled": res["settle"]["settled"],
+                   "linear": linear_measurement(stats, res["linear"])}
+            linear_states[(eta_h, s)] = res["linear"].final_state.state
             rows.append(row)
             bar.update(1)
     bar.close()
+
+    t4, c4 = time.perf_counter(), time.process_time()
+    stability = _stability.stability_block(
+        model, data, minimum.theta, exact, ops, rows, linear_states, c_of,
+        batch_sizes=cfg.batch_sizes, effort=effort, n_chains=cfg.chains,
+        replacement=cfg.replacement, seed=cfg.seed,
+        search_real_edge=cfg.stability, quiet=cfg.quiet)
+    timings["stability"] = time.perf_counter() - t4
+    cpu["stability"] = time.process_time() - c4
+    for row in rows:
+        _finish_row(row, stability)
     timings["total"] = time.perf_counter() - t0
     cpu["total"] = time.process_time() - c0
     timings["cpu"] = cpu       # process CPU seconds (all threads) per stage, beside the wall times
     sound, reasons = soundness(rows)
-    results = {"network": network, "rows": rows, "probes": probes,
+    results = {"network": network, "rows": rows, "probes": probes, "stability": stability,
                "curves": _curves(cfg, h, s_tilde, exact, n_data),
                "sound": sound, "sound_reasons": reasons, "seeds": seeds, "z_max": Z_MAX,
                "conventions": CONVENTIONS, "timings": timings,
@@ -509,12 +547,59 @@ def smallnet_results(cfg: SmallnetConfig) -> dict:
     return results
 
 
+def _finish_row(row, stability) -> None:
+    """Per-row ρ, the linear prediction (or why there is none) and the accounting."""
+    rho = next(r["rho_minus_1"] for r in stability["rows"]
+               if r["eta_h_max"] == row["eta_h_max"] and r["batch_size"] == row["batch_size"])
+    row["rho_minus_1"] = rho
+    lin = row["linear"]
+    notes = []
+    if lin["n_diverged"]:
+        notes.append(f"{lin['n_diverged']} of {lin['n_chains']} linearised chains diverged")
+    if rho["value"] > 0 and rho["visible_in_run"]:
+        notes.append(f"rho(T) - 1 = {rho['value']:+.3g} per step: E|delta|^2 grows by "
+                     f"e^{rho['growth_over_run']:.3g} over the run")
+    lin["exists"] = not notes
+    lin["stable"] = bool(rho["value"] < 0)
+    lin["settled"] = bool(row["settle"].get("linear_settled", True))
+    if notes:
+        lin["note"] = "no linear stationary law: " + "; ".join(notes)
+        row["predictions"]["linear"] = {"value": math.nan, "se": math.nan, "z": math.nan,
+                                        "rel_error": math.nan, "agrees": None,
+                                        "n_diverged": lin["n_diverged"], "exists": False,
+                                        "note": lin["note"]}
+    else:
+        if rho["value"] > 0:
+            lin["note"] = (f"rho(T) - 1 = {rho['value']:+.3g} > 0, but E|delta|^2 grows by only "
+                           f"e^{rho['growth_over_run']:.2g} over the run: the value is the run's "
+                           "average, not a stationary law")
+        p = score(row["observed"], row["observed_se"], lin["value"], lin["se"])
+        # chain j of both runs drew the same batches: the paired SE is the honest one
+        pse = lin["paired"]["se"]
+        if math.isfinite(pse) and pse > 0:
+            p["z"] = float(lin["paired"]["obs_minus_linear"] / pse)
+            p["agrees"] = bool(abs(p["z"]) < Z_MAX)
+        p.update(n_diverged=lin["n_diverged"], exists=True, z_kind="paired",
+                 settled=lin["settled"])
+        if not lin["settled"]:
+            # a drifting linear run is not its stationary law: reported, not scored
+            lin["note"] = (f"linearised chains not stationary after {row['settle']['steps']:,} "
+                           f"steps ({row['settle'].get('linear_reason', '')})")
+            p["agrees"] = None
+        if "note" in lin:
+            p["note"] = lin["note"]
+        row["predictions"]["linear"] = p
+    row["verdict"] = row_verdict(row["predictions"])
+    row["accounting"] = accounting(row)
+
+
 CONVENTIONS = (
     "L = (1/N) sum_i CE_i + l2*|theta|^2 on all parameters; Sigma = per-example gradient covariance "
     "of the data loss, centred, dividing by N; tr H is the full objective's (data + 2*l2*P), the "
     "Hessian SGD sees, used in Jastrzebski (6); c_S = 1/S with replacement, (N-S)/(S(N-1)) without; "
     "lr = eta_h_max / h_max; dE1 = (lr*c_S/2) tr[(2I - lr H)^-1 K(C0)], estimated with probes "
-    "v ~ N(0, C0) and propagated into the z-score.")
+    "v ~ N(0, C0) and propagated into the z-score; linear = 0.5 delta^T H delta of linearised SGD "
+    "(the same minibatches as the real chains), its z from the per-chain differences.")
 
 
 def _curves(cfg, h, s_tilde, exact, n_data):
@@ -527,8 +612,11 @@ def _curves(cfg, h, s_tilde, exact, n_data):
     return {"lr": grid.tolist(),
             "wang_per_c": theory.expected_loss_wang(exact.trace_sigma, grid, 1).tolist(),
             "jastrzebski_per_c": theory.expected_loss_jastrzebski(exact.trace_h, grid, 1).tolist(),
-            "discrete_per_c": [_discrete_law(h, s_tilde, x, 1, n_data=None, replacement=True)
-                               for x in grid]}
+            # theory.expected_loss_discrete in H's eigenbasis, (η/2) Σ_j Σ̃_jj/(2 − ηh_j) at
+            # c_S = 1, vectorised over the grid: a figure aid (24 calls of theory's function
+            # cost ~500 block eigh, tens of seconds on a loaded machine); every row's
+            # prediction is theory's own function
+            "discrete_per_c": (0.5 * grid * ((1.0 / (2.0 - np.outer(grid, h))) @ s_tilde)).tolist()}
 
 
 def _provenance(cfg, seeds) -> dict:
