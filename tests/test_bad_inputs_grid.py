@@ -3,7 +3,7 @@
 Usage errors: exit code 2, one line naming the argument (or path) and the value, and
 nothing trained or written.  Broken stage files are not errors: they are reported by
 path, moved aside and their stage redone (tested with fast fake stages, see
-``validation_tests/grid_helpers.py``).  A failed stage makes ``grid`` exit 1 after the
+``validation_tests/grid_tests/grid_helpers.py``).  A failed stage makes ``grid`` exit 1 after the
 others are done.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent / "validation_tests"))
+sys.path.insert(0, str(Path(__file__).parent / "validation_tests" / "grid_tests"))
 import grid_helpers  # noqa: E402
 
 from validation.cli import main  # noqa: E402

@@ -91,7 +91,7 @@ def test_momentum_phase_on_tensorflow_in_fresh_process(measured):
     # the same draws: same trajectory up to float32 round-off, and the exact law within 4 SE
     other = "tensorflow" if measured["backend"] == "jax" else "jax"
     env = {**os.environ, "KERAS_BACKEND": other}
-    root = HERE.parent.parent
+    root = HERE.parents[2]
     env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")])
     out = subprocess.run([sys.executable, str(HERE / "quadratic_case.py"), other, str(BETA),
                           "4000"], env=env, capture_output=True, text=True, timeout=600,

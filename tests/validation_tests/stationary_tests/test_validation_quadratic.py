@@ -110,7 +110,7 @@ def test_stationary_phase_other_backend_in_fresh_process(measured):
     # Keras cannot switch backends in-process; the other one runs in a subprocess.
     other = "tensorflow" if measured["backend"] == "jax" else "jax"
     env = {**os.environ, "KERAS_BACKEND": other}
-    root = HERE.parent.parent
+    root = HERE.parents[2]
     env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")])
     out = subprocess.run([sys.executable, str(HERE / "quadratic_case.py"), other], env=env,
                          capture_output=True, text=True, timeout=600, cwd=root)

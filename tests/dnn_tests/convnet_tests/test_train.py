@@ -17,7 +17,7 @@ from dnn.convnet.backend import import_keras, set_backend, to_numpy
 from dnn.convnet.train import HISTORY_COLUMNS, TrainConfig, _batches
 
 keras = import_keras()
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 TIMING = {"seconds", "train_seconds", "images_per_s"}
 
 

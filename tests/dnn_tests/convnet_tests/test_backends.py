@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
+ROOT = HERE.parents[2]
 HELPERS = HERE / "backend_helpers.py"
 
 _spec = importlib.util.spec_from_file_location("_backend_test_helpers", HELPERS)
