@@ -92,13 +92,14 @@ class _Effort:
 
 # Default (<= 5 min on 2 idle cores): 4 x 2 settings, a 2% measurement.  --quick (<= 60 s):
 # the two ends of the default η range that discriminate the laws, a 4% measurement.  The
-# Ritz subspace (r = 40; 24 for --quick) costs N r⁴ to build: on the default network r = 32
-# and r = 48 put the S = 8 edge at 0.516 and 0.512 (the bound tightens with r); the
-# real-edge search goes past η·h_max = 2 because real SGD survives there.
+# Ritz subspace (r = 32; 24 for --quick) costs N r⁴ to build and a stability stage three
+# times as long at r = 40: on the default network r = 32, 40 and 48 put the S = 8 edge at
+# 0.516, 0.516 and 0.512 (the bound tightens with r); the real-edge search goes past
+# η·h_max = 2 because real SGD survives there.
 DEFAULT = _Effort(eta_h=(0.05, 0.2, 0.5, 1.0), batch_sizes=(8, 64), chains=32, rel_se=0.02,
                   max_steps=40_000, min_window=2_000, probe_rel_se=0.05, max_probes=80,
-                  settle_max_steps=80_000, subspace_eig=6, subspace_per_row=4,
-                  subspace_max_dim=40, pilot_steps=300, edge_steps=2_000, edge_cap=8.0)
+                  settle_max_steps=80_000, subspace_eig=6, subspace_per_row=3,
+                  subspace_max_dim=32, pilot_steps=300, edge_steps=2_000, edge_cap=8.0)
 QUICK = _Effort(eta_h=(0.2, 1.0), batch_sizes=(8, 64), chains=16, rel_se=0.04,
                 max_steps=8_000, min_window=1_000, probe_rel_se=0.10, max_probes=20,
                 settle_max_steps=16_000, subspace_eig=6, subspace_per_row=3,
