@@ -169,7 +169,7 @@ def least_squares_stationary(X, y, lr, batch_size, *, replacement=True, momentum
     replacement = v.flag(replacement, "replacement")
     beta = v.momentum(momentum)
     m = least_squares_moments(X, y)
-    x, hess, sigma, theta_star, resid = m.X, m.hessian, m.grad_cov, m.minimizer, m.residuals
+    x, hess, sigma = m.X, m.hessian, m.grad_cov
     n, d = x.shape
     if d > _MAX_DIM:
         raise ValueError(f"X has d={d} columns; the d^2 x d^2 solve supports d <= {_MAX_DIM}")
@@ -197,18 +197,7 @@ def least_squares_stationary(X, y, lr, batch_size, *, replacement=True, momentum
     rhs = lr**2 * c * sigma.reshape(-1)
     cov = np.linalg.solve(np.eye(d * d) - second_moment_map, rhs).reshape(d, d)
     cov = 0.5 * (cov + cov.T)
-    return LeastSquaresStationary(
-        minimizer=theta_star,
-        loss_star=float(resid @ resid / (2 * n)),
-        hessian=hess,
-        grad_cov=sigma,
-        covariance=cov,
-        expected_excess_loss=float(0.5 * np.sum(hess * cov)),
-        expected_grad_sqnorm=float(np.sum((hess @ hess) * cov)),
-        expected_sq_distance=float(np.trace(cov)),
-        noise_factor=c,
-        spectral_radius=radius,
-    )
+    return _result(m, cov, c, radius)
 
 
 def _with_momentum(m: LeastSquaresMoments, lr: float, c: float, beta: float,
@@ -223,6 +212,12 @@ def _with_momentum(m: LeastSquaresMoments, lr: float, c: float, beta: float,
                                f"stationary law: second-moment spectral radius {radius:.4g} "
                                f">= 1 (lr*h_max = {lr * lam[-1]:.4g})")
     cov = least_squares_momentum_solve(kmat, lam, u, m.grad_cov, lr, c, beta)
+    return _result(m, cov, c, radius, beta)
+
+
+def _result(m: LeastSquaresMoments, cov, c: float, radius: float,
+            beta: float = 0.0) -> LeastSquaresStationary:
+    """The stationary moments of θ from its covariance C: ½tr(HC), tr(H²C), tr C."""
     hess, n = m.hessian, m.X.shape[0]
     return LeastSquaresStationary(
         minimizer=m.minimizer,
