@@ -247,7 +247,7 @@ def build_report(runs_dir, out_dir, *, log=None):
     losses = sorted({r["loss"] for r in runs})
     claims = {"curves": {loss: curves_claim(d) for loss, d in distances.items()},
               "traces": {loss: traces_claim(trace_points(runs, loss)) for loss in losses},
-              "stationary": stationary_claim(rows)}
+              "stationary": stationary_claim(rows, srows)}
     atomic_write_json(out / "claims.json", claims)
     md = ["# sgd-minima validation report\n",
           f"Built from `{Path(runs_dir)}` ({len(runs)} runs: "
@@ -276,9 +276,13 @@ def build_report(runs_dir, out_dir, *, log=None):
           "recorded loss nor ‖ĝ‖² drifts between the halves of the phase (|`drift_loss_z`|, "
           "|`drift_grad_sqnorm_z`| < 4) and ‖ĝ‖² holds `n_eff` = K/τ >= max(20, B) "
           "effectively independent steps; `failed` says which check failed.  The identity "
-          "ratio is a diagnostic (1 at stationarity for any loss), not a check.\n",
+          "ratio is a diagnostic (1 at stationarity for any loss), not a check.  "
+          "`drift_loss` is the loss change between the halves and `drift_loss_over_excess` "
+          "that change over the observed excess: far below -1, the network was still "
+          "learning by more than the noise floor it was measured at.\n",
           _md_table(srows, ("run", "status", "stationary_lr", "stationary_momentum", "steps",
-                            "n_eff", "drift_loss_z", "drift_grad_sqnorm_z",
+                            "n_eff", "drift_loss_z", "drift_loss_over_excess",
+                            "drift_grad_sqnorm_z",
                             "drift_step_sqnorm_z", "stationary", "failed",
                             "observed_excess", "observed_excess_se", "polyak_excess",
                             "identity_ratio", "identity_ratio_se", "predicted_wang",

@@ -182,8 +182,8 @@ def traces_claim(points):
     return out
 
 
-def stationary_claim(rows):
-    """Claim 3 from Table 1 rows (one per loss, BS, LR).
+def stationary_claim(rows, phases=()):
+    """Claim 3 from Table 1 rows (one per loss, BS, LR), and why phases fail.
 
     For each configuration with a completed phase: the phases that pass the
     stationarity checks (k/n), the observed excess ± SE, and each prediction with
@@ -191,6 +191,12 @@ def stationary_claim(rows):
     ``verdict`` counting, over configurations whose phases all pass, where (12) and
     (6) agree (|z| < Z_AGREE); configurations with a failed phase are listed but not
     counted, since their observed value is not a stationary measurement.
+
+    ``phases`` (the per-run rows of ``validation.report.tables.stationary_rows``) adds
+    ``failures``: how often each check failed, and the median over failing phases of the
+    loss change between the halves in units of the observed excess
+    (``drift_loss_over_excess``), the number that says whether the network was still
+    learning faster than the noise floor it was measured at.
     """
     out_rows, n_ok, agree = [], 0, {"wang": 0, "jastrzebski": 0}
     n_phases = sum(int(r.get("n_phases") or 0) for r in rows)
@@ -214,8 +220,34 @@ def stationary_claim(rows):
     verdict = (f"{n_pass} of {n_phases} phases pass the stationarity checks; over the "
                f"{n_ok} configurations whose phases all pass, (12) agrees within "
                f"{Z_AGREE:g} SE in {agree['wang']} and (6) in {agree['jastrzebski']}.")
+    failures = _failures(phases)
+    if failures["n_failed"]:
+        verdict += " " + failures["verdict"]
     return {"rows": out_rows, "n_phases": n_phases, "n_pass": n_pass,
-            "n_settled_configs": n_ok, "agree": agree, "verdict": verdict}
+            "n_settled_configs": n_ok, "agree": agree, "failures": failures,
+            "verdict": verdict}
+
+
+def _failures(phases):
+    failed = [p for p in phases if p.get("stationary") == "no"]
+    counts = {}
+    for p in failed:
+        for reason in filter(None, (p.get("failed") or "").split("; ")):
+            key = "n_eff" if reason.startswith("n_eff") else f"{reason.split(' ')[0]} drift"
+            counts[key] = counts.get(key, 0) + 1
+    ratios = [p["drift_loss_over_excess"] for p in failed
+              if math.isfinite(p.get("drift_loss_over_excess", math.nan))]
+    med = float(np.median(ratios)) if ratios else math.nan
+    text = ""
+    if failed:
+        text = ("Failed checks: " + ", ".join(f"{k} in {v}" for k, v in sorted(counts.items()))
+                + f" of {len(failed)} failing phases")
+        if ratios:
+            text += (f"; between the halves of a failing phase the loss changed by a median "
+                     f"{med:+.2g}× the observed excess (n = {len(ratios)})")
+        text += "."
+    return {"n_failed": len(failed), "checks": counts, "median_drift_over_excess": med,
+            "n_ratios": len(ratios), "verdict": text}
 
 
 def claims_markdown(curves, traces, stationary):

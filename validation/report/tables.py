@@ -38,8 +38,8 @@ TABLE1_COLUMNS = (
 #: Columns of ``stationary.csv`` (one row per run with a current stationary record).
 STATIONARY_COLUMNS = (
     "run", "loss", "batch_size", "lr", "seed", "momentum", "status", "stationary_lr",
-    "stationary_momentum", "steps", "n_eff", "tau_steps", "drift_loss_z",
-    "drift_grad_sqnorm_z", "drift_step_sqnorm_z", "stationary", "failed",
+    "stationary_momentum", "steps", "n_eff", "tau_steps", "drift_loss", "drift_loss_z",
+    "drift_loss_over_excess", "drift_grad_sqnorm_z", "drift_step_sqnorm_z", "stationary", "failed",
     "observed_excess", "observed_excess_se", "polyak_excess", "polyak_excess_se",
     "polyak_correction", "identity_ratio", "identity_ratio_se", "sqdist_start", "sqdist_end",
     "predicted_wang", "predicted_jastrzebski", "wang_over_observed", "wang_over_observed_se",
@@ -218,6 +218,7 @@ def stationary_rows(runs):
         row["steps"] = _dig(s, ("phase", "steps"))
         row["n_eff"] = _num(_dig(s, ("observed", "n_eff")))
         row["tau_steps"] = _num(_dig(s, ("observed", "tau_steps")))
+        row["drift_loss"] = _num(_dig(s, ("diagnostics", "drift_loss", "value")))
         row["drift_loss_z"] = _num(_dig(s, ("diagnostics", "drift_loss", "z")))
         row["drift_grad_sqnorm_z"] = _num(_dig(s, ("diagnostics", "drift_grad_sqnorm", "z")))
         row["drift_step_sqnorm_z"] = _num(_dig(s, ("diagnostics", "drift_step_sqnorm", "z")))
@@ -226,6 +227,10 @@ def stationary_rows(runs):
         row["failed"] = "; ".join(_dig(s, ("diagnostics", "failed")) or [])
         row["observed_excess"] = _num(_dig(s, ("observed", "value")))
         row["observed_excess_se"] = _num(_dig(s, ("observed", "se")))
+        # How far the loss fell between the halves, in units of the excess being measured:
+        # a net still learning by more than its noise floor cannot be measured at rest.
+        row["drift_loss_over_excess"] = (row["drift_loss"] / row["observed_excess"]
+                                         if row["observed_excess"] else float("nan"))
         row["polyak_excess"] = _num(_dig(s, ("polyak", "value")))
         row["polyak_excess_se"] = _num(_dig(s, ("polyak", "se")))
         row["polyak_correction"] = _num(_dig(s, ("polyak", "correction")))

@@ -119,3 +119,20 @@ def test_build_report_writes_claims_json_and_section(tmp_path):
     assert claims["traces"]["kld"]["n_runs"] > 0
     assert "## The paper's three claims, measured" in text
     assert claims["stationary"]["verdict"] in text
+
+
+def test_stationary_claim_says_which_checks_failed_and_how_far_the_loss_fell():
+    rows = [_row(100, 0.08, 1.0, 0.1, 1.1, 5.0, n_stationary=0)]
+    phases = [{"stationary": "no", "failed": "loss drift z = -19.8 (|z| >= 4)",
+               "drift_loss_over_excess": -2.0},
+              {"stationary": "no", "failed": "loss drift z = -9 (|z| >= 4); n_eff = 3 (< 20)",
+               "drift_loss_over_excess": -4.0},
+              {"stationary": "yes", "failed": "", "drift_loss_over_excess": -0.1}]
+    s = stationary_claim(rows, phases)
+    f = s["failures"]
+    assert f["n_failed"] == 2 and f["checks"] == {"loss drift": 2, "n_eff": 1}
+    assert f["median_drift_over_excess"] == pytest.approx(-3.0) and f["n_ratios"] == 2
+    assert "loss drift in 2, n_eff in 1 of 2 failing phases" in s["verdict"]
+    assert "median -3× the observed excess (n = 2)" in s["verdict"]
+    # Without per-phase rows the verdict is the plain count, as before.
+    assert stationary_claim(rows)["failures"]["n_failed"] == 0
