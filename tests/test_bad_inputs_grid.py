@@ -58,6 +58,7 @@ def _cli(capsys, *argv):
     ("--stationary-momentum", "nan", "nan"),
     ("--executor", "bogus", "bogus"),
     ("--address", "localhost:6379", "--address"),   # without --executor ray
+    ("--data-dir", "/no/such/folder", "/no/such/folder"),
 ])
 def test_grid_cli_rejects_bad_options_before_any_work(capsys, tmp_path, option, value, named):
     out = tmp_path / "runs"

@@ -9,6 +9,7 @@ path and error); 2 for bad input, detected before any training.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 from ._args import UsageError, finite_float, positive_int
 
@@ -36,6 +37,9 @@ def add_arguments(p):
     p.add_argument("--data", default=None,
                    help="override the preset's data: cifar10 | synthetic | fashion_mnist "
                         "(e.g. a GPU check offline)")
+    p.add_argument("--data-dir", default=None,
+                   help="folder searched first for the data files (default: the Keras cache, "
+                        "then /usr/share/datasets for Fashion-MNIST)")
     p.add_argument("--executor", choices=EXECUTORS, default="local",
                    help="local: runs one after the other in this process (default); "
                         "ray: one Ray task per run, one GPU each if the cluster has GPUs")
@@ -82,13 +86,16 @@ def run(args) -> int:
 
     if args.address is not None and args.executor != "ray":
         raise UsageError(f"--address needs --executor ray; got --address {args.address!r}")
+    if args.data_dir is not None and not Path(args.data_dir).expanduser().is_dir():
+        raise UsageError(f"--data-dir must be an existing folder; got {args.data_dir!r}")
     dnn.set_backend(args.backend)
     preset = _preset(args)
     shard = parse_shard(args.shard)
     losses = None if args.loss is None else tuple(x.strip() for x in args.loss.split(","))
     try:
         record = run_grid(preset, args.out, backend=args.backend, losses=losses, shard=shard,
-                          quiet=args.quiet, executor=args.executor, address=args.address)
+                          quiet=args.quiet, executor=args.executor, address=args.address,
+                          data_dir=args.data_dir)
     except MissingRayError as exc:
         raise UsageError(f"--executor ray: {exc}") from None
     print(format_summary(record))

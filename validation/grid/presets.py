@@ -324,8 +324,8 @@ def shard_runs(runs, shard):
     return [r for k, r in enumerate(runs) if k % n == i]
 
 
-def train_config(preset, spec, backend=None):
-    """The ``dnn.TrainConfig`` of one run."""
+def train_config(preset, spec, backend=None, data_dir=None):
+    """The ``dnn.TrainConfig`` of one run (``data_dir``: where to look for the data first)."""
     import dnn
 
     p = get_preset(preset)
@@ -333,7 +333,7 @@ def train_config(preset, spec, backend=None):
                   width=p.width, shortcut=p.shortcut, l2=p.l2, momentum=p.momentum,
                   milestones=tuple(p.milestones), lr_decay=p.lr_decay, loss=spec.loss,
                   augment=p.augment, seed=spec.seed, backend=backend, precision=p.precision,
-                  data=p.data, n_train=p.n_train, n_test=p.n_test)
+                  data=p.data, n_train=p.n_train, n_test=p.n_test, data_dir=data_dir)
     names = {f.name for f in fields(dnn.TrainConfig)}
     return dnn.TrainConfig(**{k: v for k, v in kwargs.items() if k in names})
 

@@ -49,10 +49,10 @@ def _check_out_dir(out_dir):
     return check_output_dir(out_dir, "out_dir")
 
 
-def _jobs(p, runs, out, backend, compilation_cache):
+def _jobs(p, runs, out, backend, compilation_cache, data_dir=None):
     from .stages import RunJob
 
-    return [RunJob(name=r.name, out_dir=str(out), config=train_config(p, r, backend),
+    return [RunJob(name=r.name, out_dir=str(out), config=train_config(p, r, backend, data_dir),
                    estimate=p.estimate, stationary=p.stationary, seed=r.seed, backend=backend,
                    compilation_cache=compilation_cache) for r in runs]
 
@@ -122,7 +122,8 @@ def _as_entry(v):
 
 
 def run_grid(preset, out_dir, *, backend=None, losses=None, shard=None, quiet=False,
-             compilation_cache=True, executor="local", address=None, max_retries=3):
+             compilation_cache=True, executor="local", address=None, max_retries=3,
+             data_dir=None):
     """Train, estimate and measure every run of a grid (or of one shard of it).
 
     Any number of invocations may share ``out_dir`` (processes on one machine, one
@@ -140,6 +141,9 @@ def run_grid(preset, out_dir, *, backend=None, losses=None, shard=None, quiet=Fa
         Folder holding one sub-folder per run.
     backend : {"jax", "tensorflow"}, optional
         Keras backend (set before keras is imported; default ``$KERAS_BACKEND``, else jax).
+    data_dir : str or path, optional
+        Folder searched first for the data set's files (CIFAR-10, Fashion-MNIST), before
+        the Keras cache and the system folder; not part of a run's identity.
     losses : sequence of str or "a,b", optional
         Losses to run (default: the preset's, ``kld`` and ``logit_grad``).
     shard : (i, n) or "i/n", optional
@@ -201,7 +205,7 @@ def run_grid(preset, out_dir, *, backend=None, losses=None, shard=None, quiet=Fa
 
     # Keras cannot switch backends in-process: with none named, keep the one in use.
     backend = dnn.set_backend(backend or current_backend())
-    jobs = _jobs(p, runs, out, backend, compilation_cache)
+    jobs = _jobs(p, runs, out, backend, compilation_cache, data_dir)
     _refuse_other_configurations(jobs)
     from tqdm.auto import tqdm
 

@@ -177,3 +177,16 @@ def test_the_grid_modules_import_neither_ray_nor_keras():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_data_dir_reaches_the_training_config_but_not_the_runs_identity(tmp_path):
+    from validation.grid import train_config
+    from validation.grid.presets import _config_mismatch
+    from dataclasses import asdict
+
+    spec = grid_runs("fashion", "kld")[0]
+    a = train_config("fashion", spec)
+    b = train_config("fashion", spec, data_dir=tmp_path)
+    assert a.data_dir is None and b.data_dir == str(tmp_path)
+    # A run trained from another folder is the same run: the grid may resume it.
+    assert _config_mismatch(asdict(a), asdict(b)) == []
