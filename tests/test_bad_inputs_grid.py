@@ -50,6 +50,7 @@ def _cli(capsys, *argv):
     ("--stationary-lr", "0", "0"),
     ("--stationary-lr", "-1", "-1"),
     ("--stationary-steps", "0", "0"),
+    ("--stationary-batch-size", "0", "0"),
     ("--momentum", "1", "1"),
     ("--momentum", "-0.1", "-0.1"),
     ("--momentum", "nan", "nan"),
@@ -69,7 +70,8 @@ def test_grid_cli_rejects_bad_options_before_any_work(capsys, tmp_path, option, 
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert named in err and err.startswith("sgd-minima grid: error:")
-    if option not in ("--stationary-lr", "--stationary-steps", "--executor", "--address",
+    if option not in ("--stationary-lr", "--stationary-steps", "--stationary-batch-size",
+                      "--executor", "--address",
                       "--preset"):
         assert option.lstrip("-") in err
     assert not out.exists()   # nothing trained, nothing written
@@ -127,10 +129,11 @@ def test_grid_momentum_flags_reach_training_and_the_phase_and_mixed_beta_is_refu
     import validation.stationary as vstat
 
     grid_helpers.install(monkeypatch)
-    seen = []
+    seen, sizes = [], []
 
     def run_stationary(run_dir, **kwargs):
         seen.append(kwargs.get("momentum"))
+        sizes.append(kwargs.get("batch_size"))
         rec = {"status": "completed", "phase": {}, "schema_version": 2}
         (run_dir / "stationary.json").write_text(json.dumps(rec))
         return rec
@@ -139,8 +142,9 @@ def test_grid_momentum_flags_reach_training_and_the_phase_and_mixed_beta_is_refu
     out = tmp_path / "runs"
     base = ["grid", "--preset", "smoke", "--loss", "kld", "--shard", "0/6", "--out", out,
             "--quiet"]
-    code, _, _ = _cli(capsys, *base, "--momentum", "0.9", "--stationary-momentum", "0.5")
-    assert code == 0 and seen == [0.5]
+    code, _, _ = _cli(capsys, *base, "--momentum", "0.9", "--stationary-momentum", "0.5",
+                      "--stationary-batch-size", "7")
+    assert code == 0 and seen == [0.5] and sizes == [7]
     (run,) = [json.loads(p.read_text()) for p in out.glob("*/run.json")]
     assert run["config"]["momentum"] == 0.9
     # the same folder with another training β: refused before any work, one line, exit 2
@@ -148,6 +152,12 @@ def test_grid_momentum_flags_reach_training_and_the_phase_and_mixed_beta_is_refu
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "different configuration" in err and "momentum" in err
     assert seen == [0.5]
+
+
+@pytest.mark.parametrize("size", [0, -3, 2.5, True, "100"])
+def test_stationary_batch_size_must_be_a_positive_integer(size):
+    with pytest.raises(ValueError, match=r"stationary batch_size must be .*" + str(size)):
+        StationarySettings(batch_size=size)
 
 
 @pytest.mark.parametrize("lr", [math.nan, math.inf, -math.inf, 0.0, -1.0, True])

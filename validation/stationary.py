@@ -40,7 +40,8 @@ def is_current(record):
 
 def run_stationary(run_dir, *, lr=None, steps=2000, burn_in=None, eval_examples=2048,
                    record_every=10, n_blocks=20, measure_examples=None, probes=None,
-                   power_iters=20, seed=0, overwrite=False, quiet=True, momentum=None):
+                   power_iters=20, seed=0, overwrite=False, quiet=True, momentum=None,
+                   batch_size=None):
     """Run the stationary phase of a trained run and write ``run_dir/stationary.json``.
 
     Parameters
@@ -51,6 +52,8 @@ def run_stationary(run_dir, *, lr=None, steps=2000, burn_in=None, eval_examples=
         η_s; default: the schedule's final learning rate.
     momentum : float, optional
         β_s of the phase's heavy-ball steps; default: the run's training momentum.
+    batch_size : int, optional
+        S_s of the phase; default: the run's batch size.
     steps, burn_in, eval_examples, record_every, n_blocks, seed
         The phase (:func:`dnn.convnet.stationary.stationary_phase`).
     measure_examples, probes, power_iters
@@ -83,6 +86,7 @@ def run_stationary(run_dir, *, lr=None, steps=2000, burn_in=None, eval_examples=
     record = dstat.measure_stationary(
         run_dir, lr=lr, steps=steps, burn_in=burn_in, eval_examples=eval_examples,
         record_every=record_every, n_blocks=n_blocks, measure_examples=measure_examples,
-        probes=probes, power_iters=power_iters, seed=seed, quiet=quiet, momentum=momentum)
+        probes=probes, power_iters=power_iters, seed=seed, quiet=quiet, momentum=momentum,
+        batch_size=batch_size)
     atomic_write_json(path, record)
     return record

@@ -381,7 +381,7 @@ def _one_hot(y, k):
 
 def stationary_phase(run, *, lr=None, steps=2000, burn_in=None, eval_examples=2048,
                      record_every=10, n_blocks=20, eval_batch=1024, seed=0, quiet=True,
-                     momentum=None):
+                     momentum=None, batch_size=None):
     """Stationary phase of a trained run: heavy-ball SGD at η_s from its final weights.
 
     Continues SGD with the run's momentum β (unless ``momentum`` overrides it) at
@@ -411,13 +411,18 @@ def stationary_phase(run, *, lr=None, steps=2000, burn_in=None, eval_examples=20
         As in :func:`sgd_stationary`.
     momentum : float, optional
         β_s in [0, 1); default (None) the training run's ``config.momentum``.
+    batch_size : int, optional
+        S_s of the phase; default (None) the run's batch size.  The predictions use
+        the phase's S_s, so any S_s is a fair test; a common S_s gives every run of a
+        grid the same cost per step.
 
     Returns
     -------
     dict
         :func:`sgd_stationary`'s record plus ``loss_name``, ``precision``,
         ``lr_source`` ("final schedule LR" or "given"), ``momentum_source``
-        ("training run" or "given") and ``train_momentum``.  The loaded model is left
+        ("training run" or "given"), ``batch_size_source`` ("training run" or
+        "given"), ``train_batch_size`` and ``train_momentum``.  The loaded model is left
         holding θ̄ (use :func:`measure_at_mean` next).
     """
     run = load_for_stationary(run)
@@ -432,17 +437,21 @@ def stationary_phase(run, *, lr=None, steps=2000, burn_in=None, eval_examples=20
     momentum_source = "given"
     if momentum is None:
         momentum, momentum_source = train_momentum, "training run"
+    batch_size_source = "given"
+    if batch_size is None:
+        batch_size, batch_size_source = int(config.batch_size), "training run"
     m = min(int_at_least(eval_examples, "eval_examples", 1), len(x))
     k = int(model.outputs[0].shape[-1]) if getattr(model, "outputs", None) else int(y.max()) + 1
     y1 = _one_hot(y, k)
     out = sgd_stationary(model, x, y1, get_loss(config.loss), lr=lr,
-                         batch_size=config.batch_size, steps=steps, burn_in=burn_in,
+                         batch_size=batch_size, steps=steps, burn_in=burn_in,
                          momentum=momentum, eval_x=x[:m], eval_y=y1[:m],
                          record_every=record_every, n_blocks=n_blocks, eval_batch=eval_batch,
                          seed=seed, quiet=quiet)
     out.update(loss_name=config.loss, precision=getattr(config, "precision", "float32"),
                lr_source=lr_source, momentum_source=momentum_source,
-               train_momentum=train_momentum)
+               train_momentum=train_momentum, batch_size_source=batch_size_source,
+               train_batch_size=int(config.batch_size))
     return out
 
 
@@ -498,7 +507,7 @@ _CONVENTIONS = {
 
 def measure_stationary(run, *, lr=None, steps=2000, burn_in=None, eval_examples=2048,
                        record_every=10, n_blocks=20, measure_examples=None, probes=None,
-                       power_iters=20, seed=0, quiet=True, momentum=None):
+                       power_iters=20, seed=0, quiet=True, momentum=None, batch_size=None):
     """The whole stationary measurement of a trained run, as a JSON-ready record.
 
     Runs :func:`stationary_phase`, measures tr Σ, tr H, the L2 trace and λ_max at
@@ -510,8 +519,9 @@ def measure_stationary(run, *, lr=None, steps=2000, burn_in=None, eval_examples=
     ----------
     run : path or loaded run
         A completed ``dnn.train`` run folder or loaded run.
-    lr, steps, burn_in, eval_examples, record_every, n_blocks, seed, quiet, momentum
-        Passed to :func:`stationary_phase` (``momentum=None``: the run's β).
+    lr, steps, burn_in, eval_examples, record_every, n_blocks, seed, quiet, momentum, batch_size
+        Passed to :func:`stationary_phase` (``momentum=None``: the run's β;
+        ``batch_size=None``: the run's S).
     measure_examples, probes, power_iters
         Passed to :func:`measure_at_mean` (``examples``, ``probes``, ``power_iters``).
 
@@ -527,7 +537,8 @@ def measure_stationary(run, *, lr=None, steps=2000, burn_in=None, eval_examples=
     run = load_for_stationary(run)
     phase = stationary_phase(run, lr=lr, steps=steps, burn_in=burn_in,
                              eval_examples=eval_examples, record_every=record_every,
-                             n_blocks=n_blocks, seed=seed, quiet=quiet, momentum=momentum)
+                             n_blocks=n_blocks, seed=seed, quiet=quiet, momentum=momentum,
+                             batch_size=batch_size)
     at_mean = None
     if phase["status"] == "completed":
         at_mean = measure_at_mean(run, phase, examples=measure_examples, probes=probes,

@@ -28,6 +28,9 @@ def add_arguments(p):
                    help="eta_s of the stationary phase (default: the schedule's final LR)")
     p.add_argument("--stationary-steps", type=positive_int, default=None,
                    help="recorded SGD steps K of the stationary phase (default: the preset's)")
+    p.add_argument("--stationary-batch-size", type=positive_int, default=None,
+                   help="batch size S_s of the stationary phase (default: the preset's, else "
+                        "each run's)")
     p.add_argument("--stationary-momentum", type=finite_float, default=None,
                    help="heavy-ball beta_s in [0, 1) of the stationary phase (default: each "
                         "run's training momentum)")
@@ -68,13 +71,15 @@ def _preset(args):
     if args.momentum is not None:
         preset = dataclasses.replace(preset, momentum=args.momentum)
     if (args.stationary_lr is not None or args.stationary_steps is not None
-            or args.stationary_momentum is not None):
+            or args.stationary_momentum is not None or args.stationary_batch_size is not None):
         st = preset.stationary
         preset = dataclasses.replace(preset, stationary=dataclasses.replace(
             st, lr=st.lr if args.stationary_lr is None else args.stationary_lr,
             steps=st.steps if args.stationary_steps is None else args.stationary_steps,
             momentum=(st.momentum if args.stationary_momentum is None
-                      else args.stationary_momentum)))
+                      else args.stationary_momentum),
+            batch_size=(st.batch_size if args.stationary_batch_size is None
+                        else args.stationary_batch_size)))
     return preset
 
 

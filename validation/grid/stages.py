@@ -233,7 +233,8 @@ def _work(job):
                 run_dir, lr=s.lr, steps=s.steps, burn_in=s.burn_in,
                 eval_examples=s.eval_examples, record_every=s.record_every,
                 n_blocks=s.n_blocks, probes=s.probes, power_iters=s.power_iters,
-                seed=job.seed, quiet=True, momentum=getattr(s, "momentum", None))
+                seed=job.seed, quiet=True, momentum=getattr(s, "momentum", None),
+                batch_size=getattr(s, "batch_size", None))
             _ran(entry, stage.name, t0)
             entry["stationary_status"] = res.get("status")
         # A stage that returned without leaving a valid file would loop forever otherwise.

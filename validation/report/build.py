@@ -280,7 +280,8 @@ def build_report(runs_dir, out_dir, *, log=None):
           "`drift_loss` is the loss change between the halves and `drift_loss_over_excess` "
           "that change over the observed excess: far below -1, the network was still "
           "learning by more than the noise floor it was measured at.\n",
-          _md_table(srows, ("run", "status", "stationary_lr", "stationary_momentum", "steps",
+          _md_table(srows, ("run", "status", "stationary_lr", "stationary_batch_size",
+                            "stationary_momentum", "steps",
                             "n_eff", "drift_loss_z", "drift_loss_over_excess",
                             "drift_grad_sqnorm_z",
                             "drift_step_sqnorm_z", "stationary", "failed",

@@ -26,7 +26,7 @@ TABLE1_COLUMNS = (
     "loss", "bs_over_lr", "batch_size", "lr", "momentum", "n", "n_diverged",
     "trace_grad_cov_mean", "trace_grad_cov_sd", "trace_hessian_mean", "trace_hessian_sd",
     "ratio_mean", "ratio_sd",
-    "stationary_lr", "stationary_momentum", "n_phases", "n_stationary",
+    "stationary_lr", "stationary_batch_size", "stationary_momentum", "n_phases", "n_stationary",
     "predicted_wang", "predicted_wang_se", "predicted_jastrzebski", "predicted_jastrzebski_se",
     "observed_excess", "observed_excess_se", "polyak_excess", "polyak_excess_se",
     "wang_over_observed", "wang_over_observed_se", "jastrzebski_over_observed",
@@ -38,6 +38,7 @@ TABLE1_COLUMNS = (
 #: Columns of ``stationary.csv`` (one row per run with a current stationary record).
 STATIONARY_COLUMNS = (
     "run", "loss", "batch_size", "lr", "seed", "momentum", "status", "stationary_lr",
+    "stationary_batch_size",
     "stationary_momentum", "steps", "n_eff", "tau_steps", "drift_loss", "drift_loss_z",
     "drift_loss_over_excess", "drift_grad_sqnorm_z", "drift_step_sqnorm_z", "stationary", "failed",
     "observed_excess", "observed_excess_se", "polyak_excess", "polyak_excess_se",
@@ -147,6 +148,8 @@ def table1_rows(runs):
         row["n_phases"] = len(st)
         row["n_stationary"] = sum(bool(_dig(s, ("diagnostics", "stationary"))) for s in st)
         row["stationary_lr"] = _num(_dig(st[0], ("phase", "lr"))) if st else float("nan")
+        row["stationary_batch_size"] = _common(_num(_dig(s, ("phase", "batch_size")))
+                                               for s in st)
         row["stationary_momentum"] = _common(_phase_momentum(s) for s in st)
         pred = [s for s in st if isinstance(s.get("predicted"), dict)]
         row["predicted_wang"], row["predicted_wang_se"] = _mean_se(pred, ("predicted", "wang"))
@@ -170,7 +173,7 @@ def table1_rows(runs):
 
 def table1_markdown(rows):
     """Table 1 as a GitHub-flavoured Markdown table (± is sd over seeds, or SE where marked)."""
-    head = ["loss", "BS/LR", "BS", "LR", "β", "tr Σ", "tr H", "tr Σ / tr H", "η_s", "β_s",
+    head = ["loss", "BS/LR", "BS", "LR", "β", "tr Σ", "tr H", "tr Σ / tr H", "η_s", "S_s", "β_s",
             "pred. (12) ± SE", "pred. (6) ± SE", "observed (θ*-free) ± SE", "stationary",
             "Polyak ± SE", "(12)/obs", "(6)/obs", "identity ratio", "η_s λ_max/(2(1+β_s))",
             "val acc"]
@@ -182,7 +185,8 @@ def table1_markdown(rows):
             _pm(r["trace_grad_cov_mean"], r["trace_grad_cov_sd"], r["n"]),
             _pm(r["trace_hessian_mean"], r["trace_hessian_sd"], r["n"]),
             _pm(r["ratio_mean"], r["ratio_sd"], r["n"]),
-            _fmt(r["stationary_lr"]), _fmt(r["stationary_momentum"]),
+            _fmt(r["stationary_lr"]), _fmt(r["stationary_batch_size"]),
+            _fmt(r["stationary_momentum"]),
             _pm(r["predicted_wang"], r["predicted_wang_se"]),
             _pm(r["predicted_jastrzebski"], r["predicted_jastrzebski_se"]),
             _pm(r["observed_excess"], r["observed_excess_se"], r["n_phases"] or None),
@@ -214,6 +218,7 @@ def stationary_rows(runs):
                "lr": r["lr"], "seed": r["seed"], "momentum": _train_momentum(r),
                "status": s.get("status")}
         row["stationary_lr"] = _num(_dig(s, ("phase", "lr")))
+        row["stationary_batch_size"] = _num(_dig(s, ("phase", "batch_size")))
         row["stationary_momentum"] = _phase_momentum(s)
         row["steps"] = _dig(s, ("phase", "steps"))
         row["n_eff"] = _num(_dig(s, ("observed", "n_eff")))

@@ -145,3 +145,24 @@ def test_the_cache_keeps_no_model_alive(keras):
 def test_bad_phase_arguments_name_the_argument(keras, kwargs, match):
     with pytest.raises(ValueError, match=match):
         _phase(keras, **kwargs)
+
+
+@pytest.mark.parametrize("given, expected, source", [(None, 8, "training run"),
+                                                      (3, 3, "given")])
+def test_stationary_phase_batch_size_defaults_to_the_runs_and_can_be_overridden(
+        keras, given, expected, source):
+    from types import SimpleNamespace
+
+    from dnn.convnet.stationary import stationary_phase
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 5)).astype(np.float32)
+    y = rng.integers(0, 10, size=32)
+    inputs = keras.Input((5,))
+    model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(inputs))
+    config = SimpleNamespace(loss="kld", batch_size=8, momentum=0.0, precision="float32")
+    phase = stationary_phase((config, model, (x, y)), lr=0.01, steps=32, burn_in=0,
+                             record_every=2, n_blocks=8, batch_size=given)
+    assert phase["status"] == "completed"
+    assert (phase["batch_size"], phase["batch_size_source"]) == (expected, source)
+    assert phase["train_batch_size"] == 8
