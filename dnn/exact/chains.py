@@ -24,9 +24,21 @@ A chain whose θ or ĝ becomes non-finite, or whose excess exceeds a huge
 threshold, is frozen from that step on and reported as diverged (index and
 step); summary statistics use the other chains, and say how many.
 
+**Heavy ball** (``momentum=β`` > 0): each chain carries (θ, v), stacked as one state
+row of length 2P, and steps
+
+    v_{k+1} = β v_k − η ĝ_k,   θ_{k+1} = θ_k + v_{k+1},   v_0 = 0 at the start (θ*),
+
+with the same minibatch stream as plain chains of the same seed.  Every step also
+records ‖v_{k+1}‖², so that the θ*-free estimate becomes ((1+β)/(4η))·E‖v‖² and the
+identity E[(θ − θ̄)·ĝ] = ((1+β)/(2η))·E‖v‖² (theory.md, "Momentum"; at β = 0,
+v = −ηĝ and both are the plain ones).  β is a traced constant, so one compilation
+serves every β > 0; β = 0 runs the plain kernel, bit for bit as without momentum.
+
 The loops are one driver over a *stepper* (how ĝ and the excess are computed from
-the chain's state): plain SGD here, linearised SGD at θ* in
-:mod:`dnn.exact.linear_chains`.  Every stepper draws its minibatches with
+the chain's position): plain SGD here, linearised SGD at θ* in
+:mod:`dnn.exact.linear_chains`; the update rule (plain or heavy ball) is the
+driver's, so every stepper has both.  Every stepper draws its minibatches with
 :func:`_draw_batch` from the same per-chain key schedule, so two steppers run with the
 same seed see the same index stream, and a run continued from its
 :class:`ChainState` is the same run as one long one.
@@ -44,6 +56,7 @@ import numpy as np
 from theory import noise_factor
 
 from .._validate import int_at_least as _int_at_least
+from .._validate import momentum as _momentum
 from .._validate import positive_float as _positive_float
 
 __all__ = ["ChainState", "ChainStats", "Estimate", "run_sgd_chains", "default_record_every",
@@ -79,12 +92,14 @@ class ChainState:
     """
 
     kind: str                    # the stepper that produced it ("sgd", "linear", ...)
-    state: np.ndarray            # (n_chains, P): θ for "sgd", δ = θ − θ* for "linear"
+    state: np.ndarray            # (n_chains, P): θ for "sgd", δ = θ − θ* for "linear";
+                                 # (n_chains, 2P) with momentum: (position, velocity v)
     keys: np.ndarray             # (n_chains, 2) uint32 PRNG keys after the last step
     alive: np.ndarray            # (n_chains,) bool
     diverged_step: np.ndarray    # (n_chains,) int, −1 if alive
     step: int                    # steps taken since the start at θ*
     seed: int                    # the seed the keys came from
+    momentum: float = 0.0        # heavy-ball β of the run (a continuation must use the same)
 
     @property
     def n_chains(self) -> int:
@@ -126,6 +141,8 @@ class ChainStats:
     dist_sq: np.ndarray | None = None    # mean ‖θ − θ*‖² over the window's steps
     final_state: ChainState | None = None  # to continue the run (see ChainState)
     kind: str = "sgd"            # the stepper
+    momentum: float = 0.0        # heavy-ball β (0: plain SGD)
+    velocity_sqnorm: np.ndarray | None = None  # mean ‖v_{k+1}‖² over the window (momentum > 0)
 
     # ------------------------------------------------------------------ summaries
     @property
@@ -160,16 +177,38 @@ class ChainStats:
         """E‖ĝ‖² ± across-chain SE."""
         return _mean_se(self.grad_sqnorm[~self.diverged])
 
+    def velocity_sqnorm_mean(self) -> Estimate:
+        """E‖v‖² ± across-chain SE (heavy ball; NaN, n = 0 for plain SGD, where v = −ηĝ)."""
+        if self.velocity_sqnorm is None:
+            return Estimate(math.nan, math.nan, 0)
+        return _mean_se(self.velocity_sqnorm[~self.diverged])
+
+    def theta_free_per_chain(self) -> np.ndarray:
+        """Per chain, the θ*-free estimate ((1+β)/(4η))·‖v‖² (time average; diverged included).
+
+        At β = 0, v = −ηĝ and it is (η/4)·‖ĝ‖², computed as such.
+        """
+        if self.momentum == 0.0:
+            return 0.25 * self.lr * self.grad_sqnorm
+        return (1.0 + self.momentum) / (4.0 * self.lr) * self.velocity_sqnorm
+
     def theta_free(self) -> Estimate:
-        """(η/4)·E‖ĝ‖², the θ*-free estimate of the excess (exact for a quadratic loss)."""
-        e = self.grad_sqnorm_mean()
-        return Estimate(0.25 * self.lr * e.value, 0.25 * self.lr * e.se, e.n)
+        """((1+β)/(4η))·E‖v‖², the θ*-free estimate of the excess (exact for a quadratic loss).
+
+        At β = 0 it is (η/4)·E‖ĝ‖²."""
+        if self.momentum == 0.0:
+            e = self.grad_sqnorm_mean()
+            return Estimate(0.25 * self.lr * e.value, 0.25 * self.lr * e.se, e.n)
+        return _mean_se(self.theta_free_per_chain()[~self.diverged])
 
     def identity_ratio(self) -> Estimate:
-        """E[(θ − θ̄)·ĝ] / ((η/2)E‖ĝ‖²), which is 1 at stationarity for any loss; delta-method SE."""
+        """E[(θ − θ̄)·ĝ] / (((1+β)/(2η))E‖v‖²), which is 1 at stationarity for any loss.
+
+        At β = 0 the denominator is (η/2)E‖ĝ‖².  Delta-method SE."""
         alive = ~self.diverged
         a = self.fd_lhs[alive]
-        b = 0.5 * self.lr * self.grad_sqnorm[alive]
+        # 2× the θ*-free estimate: ((1+β)/(2η))‖v‖², or (η/2)‖ĝ‖² at β = 0
+        b = 2.0 * self.theta_free_per_chain()[alive]
         n = int(a.size)
         if n < 2:
             return Estimate(math.nan, math.nan, n)
@@ -191,7 +230,8 @@ class ChainStats:
             "observed": est(self.observed()), "drift_z": self.drift_z(),
             "grad_sqnorm": est(self.grad_sqnorm_mean()), "theta_free": est(self.theta_free()),
             "identity_ratio": est(self.identity_ratio()), "dist_sq": est(self.dist_sq_mean()),
-            "kind": self.kind,
+            "kind": self.kind, "momentum": self.momentum,
+            "velocity_sqnorm": est(self.velocity_sqnorm_mean()),
             "n_diverged": self.n_diverged, "diverged_chains": self.diverged_chains,
             "diverged_steps": [int(self.diverged_step[i]) for i in self.diverged_chains],
             "diverge_threshold": self.diverge_threshold,
@@ -213,10 +253,13 @@ def default_record_every(batch_size: int, n_data: int) -> int:
 def run_sgd_chains(model, data, theta_star, *, lr, batch_size, n_chains, burn_in, n_steps,
                    replacement: bool = True, seed: int = 0, record_every: int | None = None,
                    diverge_threshold: float | None = None, quiet: bool = True,
-                   state: ChainState | None = None) -> ChainStats:
+                   state: ChainState | None = None, momentum: float = 0.0) -> ChainStats:
     r"""Run ``n_chains`` SGD chains from θ* and average their stationary statistics.
 
-    θ_{k+1} = θ_k − η ĝ_k,  ĝ_k = (1/S) Σ_{i∈B_k} ∇ℓ_i(θ_k) + 2λθ_k.
+    θ_{k+1} = θ_k − η ĝ_k,  ĝ_k = (1/S) Σ_{i∈B_k} ∇ℓ_i(θ_k) + 2λθ_k;
+
+    with ``momentum`` β > 0, heavy ball: v_{k+1} = β v_k − η ĝ_k, θ_{k+1} = θ_k + v_{k+1},
+    v_0 = 0 (the same minibatches as β = 0 with the same seed).
 
     Parameters
     ----------
@@ -248,11 +291,21 @@ def run_sgd_chains(model, data, theta_star, *, lr, batch_size, n_chains, burn_in
     state : ChainState, optional
         Continue these chains (``ChainStats.final_state`` of an earlier call with the same
         settings) instead of starting at θ*; ``burn_in`` more steps are then discarded.
-        ``seed`` and ``n_chains`` must match it.
+        ``seed``, ``n_chains`` and ``momentum`` must match it.
+    momentum : float
+        Heavy-ball β, 0 <= β < 1 (0: plain SGD, bit for bit the run without it).
 
     Returns
     -------
     ChainStats
+        With ``momentum`` and ``velocity_sqnorm`` (β > 0); its ``theta_free`` and
+        ``identity_ratio`` use ((1+β)/(4η))·E‖v‖².
+
+    Raises
+    ------
+    ValueError
+        A bad argument (named in the message), e.g. ``momentum`` outside [0, 1), or a
+        ``state`` from another stepper, seed, chain count or momentum.
     """
     import jax.numpy as jnp
 
@@ -261,17 +314,17 @@ def run_sgd_chains(model, data, theta_star, *, lr, batch_size, n_chains, burn_in
                        replacement=replacement, seed=seed, record_every=record_every,
                        diverge_threshold=diverge_threshold, quiet=quiet, state=state,
                        aux=lambda theta_star, loss_star: (theta_star, jnp.float64(loss_star)),
-                       label="SGD")
+                       label="SGD", momentum=momentum)
 
 
 def _run_chains(kind, model, data, theta_star, *, lr, batch_size, n_chains, burn_in, n_steps,
                 replacement, seed, record_every, diverge_threshold, quiet, state, aux, label,
-                start=None) -> ChainStats:
+                start=None, momentum=0.0) -> ChainStats:
     """The one driver: check arguments, burn in, run the two window halves, summarise.
 
     ``aux(theta_star, loss_star)`` gives the stepper's constants (jax arrays); ``start``
-    (n_chains, P) is the initial state when not the default (θ* for "sgd", δ = 0 for
-    steppers whose state is the deviation).
+    (n_chains, P) is the initial position when not the default (θ* for "sgd", δ = 0 for
+    steppers whose state is the deviation); with momentum the velocity starts at 0.
     """
     import jax
     import jax.numpy as jnp
@@ -291,12 +344,14 @@ def _run_chains(kind, model, data, theta_star, *, lr, batch_size, n_chains, burn
     burn_in = _int_at_least(burn_in, "burn_in", 0)
     n_steps = _int_at_least(n_steps, "n_steps", 1)
     seed = _int_at_least(seed, "seed", 0)
+    beta = _momentum(momentum, "momentum")
+    heavy = beta > 0.0
     record_every = (default_record_every(batch_size, n_data) if record_every is None
                     else _int_at_least(record_every, "record_every", 1))
     n_steps = -(-n_steps // (2 * record_every)) * (2 * record_every)
     c_s = float(noise_factor(batch_size, n_data, replacement=replacement))
     if state is not None:
-        _check_state(state, kind, n_chains, seed, model.n_params)
+        _check_state(state, kind, n_chains, seed, model.n_params, beta)
     if start is not None and np.shape(start) != (n_chains, model.n_params):
         raise ValueError(f"start must have shape ({n_chains}, {model.n_params}); got "
                          f"{np.shape(start)}")
@@ -304,7 +359,7 @@ def _run_chains(kind, model, data, theta_star, *, lr, batch_size, n_chains, burn
     start_time = time.perf_counter()
     with float64():
         x, y = jnp.asarray(data.x, dtype=jnp.float64), jnp.asarray(data.y)
-        fns = _compiled(model, batch_size, replacement, kind)
+        fns = _compiled(model, batch_size, replacement, kind, heavy)
         loss_star = float(_full_loss(model)(jnp.asarray(theta_star), x, y))
         threshold = (_DIVERGE_FACTOR * max(1.0, abs(loss_star)) if diverge_threshold is None
                      else _positive_float(diverge_threshold, "diverge_threshold"))
@@ -316,6 +371,8 @@ def _run_chains(kind, model, data, theta_star, *, lr, batch_size, n_chains, burn
                 cur = jnp.broadcast_to(jnp.asarray(theta_star), (n_chains, P))
             else:       # steppers whose state is δ = θ − θ* start at θ*, i.e. at 0
                 cur = jnp.zeros((n_chains, P), dtype=jnp.float64)
+            if heavy:   # (position, velocity), v_0 = 0
+                cur = jnp.concatenate([cur, jnp.zeros((n_chains, P), dtype=jnp.float64)], axis=1)
             keys = jax.random.split(jax.random.PRNGKey(seed), n_chains)
             alive = jnp.ones(n_chains, dtype=bool)
             dstep = jnp.full(n_chains, -1, dtype=jnp.int64)
@@ -324,7 +381,7 @@ def _run_chains(kind, model, data, theta_star, *, lr, batch_size, n_chains, burn
             cur, keys = jnp.asarray(state.state), jnp.asarray(state.keys)
             alive, dstep = jnp.asarray(state.alive), jnp.asarray(state.diverged_step, dtype=jnp.int64)
             step = int(state.step)
-        consts = (x, y, jnp.float64(lr), jnp.float64(threshold),
+        consts = (x, y, jnp.float64(lr), jnp.float64(beta), jnp.float64(threshold),
                   aux(jnp.asarray(theta_star), loss_star))
 
         total = burn_in + n_steps
@@ -342,7 +399,7 @@ def _run_chains(kind, model, data, theta_star, *, lr, batch_size, n_chains, burn
             step += n
             bar.update(n)
 
-        state_start = np.asarray(cur)
+        state_start = np.asarray(cur)[:, :P]          # positions (the velocity is not θ)
         half = n_steps // 2
         sums = [None, None]
         for h in range(2):
@@ -365,6 +422,7 @@ def _run_chains(kind, model, data, theta_star, *, lr, batch_size, n_chains, burn
     n_rec_half = half // record_every
     excess_h = np.stack([s["excess"] / n_rec_half for s in sums], axis=1)
     g2_h = np.stack([s["g2"] / half for s in sums], axis=1)
+    v2 = (sums[0]["v2"] + sums[1]["v2"]) / n_steps if heavy else None
     tot = {k: sums[0][k] + sums[1][k] for k in sums[0]}
     # Σ(θ_k − θ̄)·ĝ_k = Σ(θ_k − θ*)·ĝ_k − (θ̄ − θ*)·Σĝ_k, with the sums taken relative to θ*
     # so nothing large cancels.
@@ -372,7 +430,8 @@ def _run_chains(kind, model, data, theta_star, *, lr, batch_size, n_chains, burn
     fd_lhs = (tot["dev_g"] - np.einsum("cp,cp->c", dev_mean, tot["g"])) / n_steps
     as_theta = (lambda s: s) if kind == "sgd" else (lambda s: theta_star + s)
     final = ChainState(kind=kind, state=state_end, keys=keys, alive=alive, diverged_step=dstep,
-                       step=step, seed=seed)
+                       step=step, seed=seed, momentum=beta)
+    state_end = state_end[:, :model.n_params]
     return ChainStats(
         lr=lr, batch_size=batch_size, n_chains=n_chains, burn_in=burn_end, n_steps=n_steps,
         record_every=record_every, replacement=replacement, seed=seed, n_data=n_data,
@@ -381,10 +440,11 @@ def _run_chains(kind, model, data, theta_star, *, lr, batch_size, n_chains, burn
         grad_sqnorm_halves=g2_h, fd_lhs=fd_lhs, theta_start=as_theta(state_start),
         theta_end=as_theta(state_end), theta_mean=theta_star + dev_mean, diverged=~alive,
         diverged_step=dstep, n_records=2 * n_rec_half, seconds=time.perf_counter() - start_time,
-        dist_sq=tot["dev2"] / n_steps, final_state=final, kind=kind)
+        dist_sq=tot["dev2"] / n_steps, final_state=final, kind=kind, momentum=beta,
+        velocity_sqnorm=v2)
 
 
-def _check_state(state, kind, n_chains, seed, n_params):
+def _check_state(state, kind, n_chains, seed, n_params, momentum):
     if not isinstance(state, ChainState):
         raise TypeError(f"state must be a ChainState; got {type(state).__name__}")
     if state.kind != kind:
@@ -392,8 +452,13 @@ def _check_state(state, kind, n_chains, seed, n_params):
     if state.n_chains != n_chains or state.seed != seed:
         raise ValueError(f"state must match n_chains={n_chains} and seed={seed}; got "
                          f"n_chains={state.n_chains}, seed={state.seed}")
-    if np.shape(state.state) != (n_chains, n_params):
-        raise ValueError(f"state.state must have shape ({n_chains}, {n_params}); got "
+    if state.momentum != momentum:
+        # the velocity is part of the state: another β would be another recursion
+        raise ValueError(f"state must come from a run with momentum={momentum:g}; got one "
+                         f"with momentum={state.momentum:g}")
+    width = 2 * n_params if momentum > 0 else n_params
+    if np.shape(state.state) != (n_chains, width):
+        raise ValueError(f"state.state must have shape ({n_chains}, {width}); got "
                          f"{np.shape(state.state)}")
 
 
@@ -428,25 +493,35 @@ def _mean_se(values) -> Estimate:
 
 
 class _Kernels:
-    """Jitted burn-in and window loops for one (model, S, sampling scheme, stepper).
+    """Jitted burn-in and window loops for one (model, S, sampling scheme, stepper, update).
 
-    Everything else (state, keys, data, η, the stepper's constants, step counts) is a
-    traced argument, so one compilation serves every learning rate, chunk length and seed.
-    A stepper is three functions of one chain's state (``_stepper``): the minibatch
-    gradient ĝ, the deviation θ − θ* and the excess loss; the state update is
-    state − η ĝ for all of them.
+    Everything else (state, keys, data, η, β, the stepper's constants, step counts) is a
+    traced argument, so one compilation serves every learning rate, momentum, chunk length
+    and seed.  A stepper is three functions of one chain's position (``_stepper``): the
+    minibatch gradient ĝ, the deviation θ − θ* and the excess loss.  The update is the
+    kernel's: position − η ĝ (``heavy_ball`` False), or on the stacked (position, v),
+    v' = βv − ηĝ, position' = position + v' (``heavy_ball`` True, which also records ‖v'‖²).
     """
 
-    def __init__(self, model, batch_size, replacement, kind):
+    def __init__(self, model, batch_size, replacement, kind, heavy_ball=False):
         import jax
         import jax.numpy as jnp
 
         gradient, deviation, excess = _stepper(model, kind)
+        P = model.n_params
 
-        def step(state, key, x, y, lr, aux):
+        def position(state):
+            return state[:P] if heavy_ball else state
+
+        def step(state, key, x, y, lr, beta, aux):
             key, idx = _draw_batch(key, x.shape[0], batch_size, replacement)
-            g = gradient(state, x, y, idx, aux)
-            return state - lr * g, key, g
+            if not heavy_ball:
+                g = gradient(state, x, y, idx, aux)
+                return state - lr * g, key, g
+            pos, vel = state[:P], state[P:]
+            g = gradient(pos, x, y, idx, aux)
+            vel = beta * vel - lr * g
+            return jnp.concatenate([pos + vel, vel]), key, g
 
         def guard(ok_old, new, old):
             return jnp.where(ok_old, new, old)
@@ -454,24 +529,30 @@ class _Kernels:
         # ---- one chain; vmapped below.  The burn-in runs this same loop as one block of n
         # steps and drops the sums: one compilation per stepper instead of two (each costs
         # seconds on 2 cores), for a few vector operations per step.
-        def window_one(state, key, alive, dstep, step0, n_blocks, every, x, y, lr, thr, aux):
-            P = state.shape[0]
+        def window_one(state, key, alive, dstep, step0, n_blocks, every, x, y, lr, beta, thr,
+                       aux):
             zero = jnp.zeros((), state.dtype)
             acc0 = {"excess": zero, "g2": zero, "dev_g": zero, "dev2": zero,
                     "g": jnp.zeros(P, state.dtype), "dev": jnp.zeros(P, state.dtype)}
+            if heavy_ball:
+                acc0["v2"] = zero
 
             def step_body(k, carry):
                 state, key, alive, dstep, acc, base = carry
-                new, key, g = step(state, key, x, y, lr, aux)
+                new, key, g = step(state, key, x, y, lr, beta, aux)
+                v2 = acc.get("v2")
                 ok = alive & jnp.all(jnp.isfinite(new)) & jnp.all(jnp.isfinite(g))
                 dstep = jnp.where(alive & ~ok, base + k, dstep)
-                dev = deviation(state, aux)
+                dev = deviation(position(state), aux)
                 acc = {"excess": acc["excess"],
                        "g2": acc["g2"] + jnp.where(ok, g @ g, 0.0),
                        "dev_g": acc["dev_g"] + jnp.where(ok, dev @ g, 0.0),
                        "dev2": acc["dev2"] + jnp.where(ok, dev @ dev, 0.0),
                        "g": acc["g"] + jnp.where(ok, g, 0.0),
                        "dev": acc["dev"] + jnp.where(ok, dev, 0.0)}
+                if heavy_ball:
+                    vel = new[P:]
+                    acc["v2"] = v2 + jnp.where(ok, vel @ vel, 0.0)
                 return guard(ok, new, state), key, ok, dstep, acc, base
 
             def block_body(b, carry):
@@ -479,7 +560,7 @@ class _Kernels:
                 base = step0 + b * every
                 state, key, alive, dstep, acc, _ = jax.lax.fori_loop(
                     0, every, step_body, (state, key, alive, dstep, acc, base))
-                exc = excess(state, x, y, aux)
+                exc = excess(position(state), x, y, aux)
                 ok = alive & jnp.isfinite(exc) & (exc < thr)
                 dstep = jnp.where(alive & ~ok, base + every - 1, dstep)
                 acc = dict(acc, excess=acc["excess"] + jnp.where(ok, exc, 0.0))
@@ -487,7 +568,7 @@ class _Kernels:
 
             return jax.lax.fori_loop(0, n_blocks, block_body, (state, key, alive, dstep, acc0))
 
-        chains = (0, 0, 0, 0) + (None,) * 8
+        chains = (0, 0, 0, 0) + (None,) * 9
         self.window = jax.jit(jax.vmap(window_one, in_axes=chains, out_axes=(0, 0, 0, 0, 0)))
 
     def burn(self, state, keys, alive, dstep, step0, n, *consts):
@@ -563,8 +644,8 @@ def _floyd_sample(key, n_data, size):
 
 
 @functools.lru_cache(maxsize=16)
-def _compiled(model, batch_size, replacement, kind="sgd") -> _Kernels:
-    return _Kernels(model, batch_size, replacement, kind)
+def _compiled(model, batch_size, replacement, kind="sgd", heavy_ball=False) -> _Kernels:
+    return _Kernels(model, batch_size, replacement, kind, heavy_ball)
 
 
 @functools.lru_cache(maxsize=8)

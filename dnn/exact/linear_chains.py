@@ -18,6 +18,14 @@ The chains run on :mod:`dnn.exact.chains`' driver: the same minibatch indices as
 chains with the same seed (one shared index stream), the same burn-in and window, the
 same drift, identity-ratio and divergence accounting.  With ``noise=False`` the g_B term
 is dropped: δ' = (I − ηH_B)δ, whose second moment is T^k applied to δ₀δ₀ᵀ.
+
+With ``momentum`` β > 0 the same ĝ drives linearised heavy ball at θ*,
+
+    v' = βv − η(H_B δ + g_B),   δ' = δ + v',   δ₀ = v₀ = 0,
+
+whose stationary law solves the stacked equation Z = AZAᵀ + η²c_S E₁[Σ + K(Z₀₀)]E₁ᵀ,
+A = [[(1+β)I − ηH, −βI], [I, 0]] (theory.md, "Momentum"; with K = 0 it is
+:func:`theory.heavy_ball_covariance`).
 """
 
 from __future__ import annotations
@@ -34,10 +42,11 @@ def run_linear_chains(model, data, theta_star, *, hessian, lr, batch_size,
                       n_chains, burn_in, n_steps, replacement: bool = True, seed: int = 0,
                       record_every: int | None = None, diverge_threshold: float | None = None,
                       quiet: bool = True, state: ChainState | None = None, noise: bool = True,
-                      start=None) -> ChainStats:
+                      start=None, momentum: float = 0.0) -> ChainStats:
     r"""Run ``n_chains`` chains of linearised SGD at θ* and average their stationary statistics.
 
-    δ_{k+1} = δ_k − η (H_{B_k} δ_k + g_{B_k}),  excess ½ δᵀHδ  (see the module docstring).
+    δ_{k+1} = δ_k − η (H_{B_k} δ_k + g_{B_k}),  excess ½ δᵀHδ  (see the module docstring);
+    with ``momentum`` β > 0, v_{k+1} = βv_k − η(H_{B_k} δ_k + g_{B_k}), δ_{k+1} = δ_k + v_{k+1}.
 
     Parameters
     ----------
@@ -58,7 +67,9 @@ def run_linear_chains(model, data, theta_star, *, hessian, lr, batch_size,
     noise : bool
         Keep g_B (True) or drop it (False: the noise-free map δ' = (I − ηH_B)δ).
     start : (n_chains, P) array_like, optional
-        δ₀ per chain when not 0 (a noise-free run from 0 stays at 0).
+        δ₀ per chain when not 0 (a noise-free run from 0 stays at 0); v₀ = 0 with momentum.
+    momentum : float
+        Heavy-ball β, 0 <= β < 1 (0: linearised plain SGD); a ``state`` must have the same.
 
     Returns
     -------
@@ -68,8 +79,8 @@ def run_linear_chains(model, data, theta_star, *, hessian, lr, batch_size,
     Raises
     ------
     ValueError
-        Bad shapes or non-finite ``hessian`` / ``start``, and every
-        check of ``run_sgd_chains``.
+        Bad shapes or non-finite ``hessian`` / ``start``, ``momentum`` outside [0, 1),
+        and every check of ``run_sgd_chains``.
     """
     import jax.numpy as jnp
 
@@ -92,7 +103,8 @@ def run_linear_chains(model, data, theta_star, *, hessian, lr, batch_size,
                        n_chains=n_chains, burn_in=burn_in, n_steps=n_steps,
                        replacement=replacement, seed=seed, record_every=record_every,
                        diverge_threshold=diverge_threshold, quiet=quiet, state=state, aux=aux,
-                       label="linear SGD" if noise else "noise-free linear SGD", start=start)
+                       label="linear SGD" if noise else "noise-free linear SGD", start=start,
+                       momentum=momentum)
 
 
 def linear_stepper(model):
