@@ -15,8 +15,12 @@ def add_arguments(p):
                    help="hidden widths, comma-separated (default 32: P = 2410)")
     p.add_argument("--l2", type=finite_float, default=1e-3, help="lambda of lambda*|theta|^2 (default 1e-3)")
     p.add_argument("--eta-h", type=csv_list(finite_float, "--eta-h"), default=None,
-                   help="learning rates as lr*h_max, each in (0, 2) "
+                   help="learning rates as lr*h_max, each in (0, 2(1+momentum)) "
                         "(default 0.05,0.2,0.5,1.0; --quick 0.2,1.0)")
+    p.add_argument("--momentum", type=finite_float, default=0.0, metavar="BETA",
+                   help="heavy-ball momentum beta in [0, 1) for the real and linearised chains "
+                        "(default 0: plain SGD); the predictions take it, dE1 and the stability "
+                        "stage are n/a with it")
     p.add_argument("--batch-sizes", type=csv_list(positive_int, "--batch-sizes"), default=None,
                    help="minibatch sizes (default 8,64)")
     p.add_argument("--chains", type=positive_int, default=None,
@@ -45,4 +49,5 @@ def run(args) -> int:
         activation=args.activation, hidden=args.hidden, l2=args.l2, eta_h=args.eta_h,
         batch_sizes=args.batch_sizes, chains=args.chains, seed=args.seed, quick=args.quick,
         quiet=args.quiet, out=args.out, replacement=not args.without_replacement,
-        cache=not args.no_cache, preprocess=args.preprocess, stability=args.stability))
+        cache=not args.no_cache, preprocess=args.preprocess, stability=args.stability,
+        momentum=args.momentum))

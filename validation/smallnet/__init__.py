@@ -1,7 +1,7 @@
 """``sgd-minima smallnet``: real SGD on the exact digits network against the stationary laws.
 
-Modules: ``run`` (the measurement and :func:`run_smallnet`), ``plan`` (burn-in and
-window from H's spectrum), ``measure`` (one setting's real and linearised chains, run
+Modules: ``run`` (the measurement and :func:`run_smallnet`; plain SGD or heavy ball),
+``plan`` (burn-in and window from H's spectrum and the momentum), ``measure`` (one setting's real and linearised chains, run
 until they settle), ``stability`` (ρ of linearised SGD's second-moment map by
 Rayleigh–Ritz, the linear and real edges), ``accounting`` (the observed excess split into
 tr Σ, discrete time, state-dependent noise and nonlinearity), ``report`` (scores,

@@ -7,7 +7,9 @@ counts as a measurement only when the real chains are stationary (:func:`is_sett
 
 - |drift z| < ``DRIFT_Z_MAX`` = 3 between the window's halves, and
 - the fluctuation–dissipation identity ratio E[(θ − θ̄)·ĝ]/((η/2)E‖ĝ‖²), which is 1 at
-  stationarity for any loss (theory.md, Yaida), within ``RATIO_SE_MAX`` = 4 SE of 1.
+  stationarity for any loss (theory.md, Yaida), within ``RATIO_SE_MAX`` = 4 SE of 1;
+  with heavy-ball momentum β the denominator is ((1+β)/(2η))E‖v‖², v the step
+  (theory.md, "Momentum"; :meth:`dnn.exact.chains.ChainStats.identity_ratio`).
 
 Otherwise both sets of chains are continued from where they stand: the window just
 measured joins the burn-in and the next window is twice as long, until the row settles
@@ -67,13 +69,13 @@ def _stats_settled(stats) -> tuple:
 def chain_measurement(stats) -> dict:
     """Observed excess, drift, θ*-free and identity ratio from ``dnn.exact.chains.ChainStats``.
 
-    The θ*-free estimate is compared with the observed excess chain by chain
+    The θ*-free estimate is (η/4)E‖ĝ‖², or ((1+β)/(4η))E‖v‖² with momentum β.  It is compared with the observed excess chain by chain
     (both are time averages of the same chain), so their z uses the SE of the
     per-chain difference, not the two SEs added as if independent.
     """
     alive = ~np.asarray(stats.diverged)
     obs, tf, ratio = stats.observed(), stats.theta_free(), stats.identity_ratio()
-    diff = 0.25 * stats.lr * stats.grad_sqnorm[alive] - stats.excess[alive]
+    diff = stats.theta_free_per_chain()[alive] - stats.excess[alive]
     n = int(diff.size)
     se_diff = float(np.std(diff, ddof=1) / math.sqrt(n)) if n > 1 else math.nan
     z_tf = float(-diff.mean() / se_diff) if n > 1 and se_diff > 0 else math.nan
@@ -90,6 +92,7 @@ def chain_measurement(stats) -> dict:
         "burn_in": int(stats.burn_in), "n_steps": int(stats.n_steps),
         "record_every": int(stats.record_every), "n_records": int(stats.n_records),
         "noise_factor": float(stats.noise_factor), "seconds": float(stats.seconds),
+        "momentum": float(stats.momentum),
     }
 
 
@@ -121,8 +124,11 @@ def linear_measurement(real, lin) -> dict:
 
 
 def measure_setting(model, data, theta_star, hessian, *, lr, batch_size, n_chains, burn_in,
-                    window, record_every, replacement, seed, max_total_steps, quiet=True) -> dict:
+                    window, record_every, replacement, seed, max_total_steps, quiet=True,
+                    momentum=0.0) -> dict:
     """Run real and linearised chains at one (η, S) until the real ones settle (or the cap).
+
+    With ``momentum`` β > 0 both run heavy ball (the linearised ones on the same ĝ).
 
     Returns
     -------
@@ -138,7 +144,7 @@ def measure_setting(model, data, theta_star, hessian, *, lr, batch_size, n_chain
 
     t0 = time.perf_counter()
     common = dict(lr=lr, batch_size=batch_size, n_chains=n_chains, record_every=record_every,
-                  replacement=replacement, seed=seed, quiet=quiet)
+                  replacement=replacement, seed=seed, quiet=quiet, momentum=momentum)
     real = run_sgd_chains(model, data, theta_star, burn_in=burn_in, n_steps=window, **common)
     lin = run_linear_chains(model, data, theta_star, hessian=hessian, burn_in=burn_in,
                             n_steps=window, **common)

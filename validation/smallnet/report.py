@@ -15,6 +15,10 @@ import numpy as np
 
 from .._io import atomic_write_json, atomic_write_text, save_figure
 
+# A prediction that has no formula at this setting (ΔE₁ and ρ with momentum) is None in
+# the JSON and this in the tables: never the β = 0 value.
+NA = "n/a"
+
 __all__ = [
     "Z_MAX",
     "PREDICTIONS",
@@ -24,6 +28,7 @@ __all__ = [
     "soundness",
     "summary_verdict",
     "verdict_lines",
+    "momentum_line",
     "markdown_table",
     "console_table",
     "figure",
@@ -61,6 +66,7 @@ def score(observed, observed_se, value, value_se=0.0):
 
 def row_verdict(predictions: dict) -> dict:
     """Which predictions agree within Z_MAX SE, and each one's relative error."""
+    predictions = {k: p for k, p in predictions.items() if p is not None}   # n/a: left out
     agree = [k for k in PREDICTIONS if k in predictions and predictions[k]["agrees"] is True]
     rejected = [k for k in PREDICTIONS if k in predictions and predictions[k]["agrees"] is False]
     if not agree and not rejected and any(k in predictions for k in PREDICTIONS):
@@ -107,7 +113,8 @@ def summary_verdict(rows) -> dict:
     rows = [r for r in rows if r.get("settled", True)]
     for k in PREDICTIONS:
         scored = [r["predictions"][k] for r in rows
-                  if k in r["predictions"] and r["predictions"][k]["agrees"] is not None]
+                  if r["predictions"].get(k) is not None
+                  and r["predictions"][k]["agrees"] is not None]
         if not scored:
             continue
         rel = [p["rel_error"] for p in scored]
@@ -130,6 +137,7 @@ def summary_verdict(rows) -> dict:
 def verdict_lines(results: dict) -> list:
     """Plain-language verdict, one line per prediction, from saved results only."""
     net, v = results["network"], results["verdict"]
+    beta = results.get("momentum", 0.0)
     lines = [f"tr Sigma / tr H = {net['trace_sigma'] / net['trace_h']:.3g} "
              f"(tr Sigma = {net['trace_sigma']:.4g}, tr H = {net['trace_h']:.4g} of which "
              f"L2 {net['trace_h_l2']:.3g})"]
@@ -145,10 +153,12 @@ def verdict_lines(results: dict) -> list:
         if k not in v:
             continue
         s = v[k]
-        name = LABELS.get(k, "theta*-free (eta/4)E|g|^2")
+        name = LABELS.get(k, "theta*-free ((1+beta)/(4 eta))E|v|^2" if beta
+                          else "theta*-free (eta/4)E|g|^2")
         lines.append(f"{name}: agrees within {Z_MAX:g} SE in {s['n_agree']} of {s['n_rows']} "
                      f"settings; relative error {s['rel_error_min']:+.1%} .. {s['rel_error_max']:+.1%}")
-    big = [r for r in results["rows"] if r.get("delta_e1", {}).get("relative_to_discrete", 0) > 1]
+    big = [r for r in results["rows"]
+           if (r.get("delta_e1") or {}).get("relative_to_discrete", 0) > 1]
     if big:
         lines.append("first order breaks down where dE1 exceeds the discrete law itself ("
                      + ", ".join(f"eta*h_max={r['eta_h_max']:g} S={r['batch_size']}: "
@@ -197,6 +207,18 @@ def verdict_lines(results: dict) -> list:
     return lines
 
 
+def momentum_line(results: dict) -> str:
+    """What the momentum changes in the report, in one line (from saved results only)."""
+    beta = results.get("momentum", 0.0)
+    if not beta:
+        return "momentum beta = 0 (plain SGD); lr*h_max must be < 2"
+    return (f"heavy-ball momentum beta = {beta:g}: v' = beta v - lr g, theta' = theta + v'; "
+            f"lr*h_max must be < 2(1+beta) = {2 * (1 + beta):g}; Wang, Jastrzebski and discrete "
+            f"at momentum beta (-> effective rate lr/(1-beta) = {1 / (1 - beta):.3g} lr as lr -> 0); "
+            f"theta*-free = ((1+beta)/(4 lr))E|v|^2; discrete + dE1 and rho(T) have no momentum "
+            f"form: {NA}")
+
+
 def _pm(x, se, digits=4):
     return f"{x:.{digits}g} ± {se:.2g}"
 
@@ -218,6 +240,8 @@ def _linear_cell(p, lin=None):
 
 def _rho_cell(r):
     rho = r.get("rho_minus_1")
+    if rho is None and "rho_minus_1" in r:
+        return NA
     if not rho:
         return "—"
     return f"{rho['value']:+.2g} (pilots +{rho['se']:.1g})"
@@ -236,15 +260,21 @@ def _settle_cell(r):
 
 def markdown_table(results: dict) -> str:
     """The results table (markdown) from saved results only."""
-    head = ("| η·h_max | lr | S | observed ± SE (n) | settled | drift z | Wang (12) [z] "
+    beta = results.get("momentum", 0.0)
+    tf_label = "((1+β)/(4η))E‖v‖²" if beta else "(η/4)E‖ĝ‖²"
+    head = (f"Momentum β = {beta:g}" + (f" (heavy ball; η·h_max < 2(1+β) = {2 * (1 + beta):g}; "
+                                       f"ΔE₁ and ρ {NA} with momentum)" if beta else " (plain SGD)")
+            + "\n\n| η·h_max | lr | S | observed ± SE (n) | settled | drift z | Wang (12) [z] "
             "| Jastrzębski (6) [z] | discrete [z] | discrete + ΔE₁ ± SE [z] | linearised SGD ± SE [z] "
-            "| ρ − 1 ≥ (Ritz) | θ*-free (η/4)E‖ĝ‖² ± SE [z] | diverged |\n"
+            f"| ρ − 1 ≥ (Ritz) | θ*-free {tf_label} ± SE [z] | diverged |\n"
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     lines = []
     for r in results["rows"]:
         p = r["predictions"]
 
         def cell(k):
+            if p.get(k) is None:
+                return NA
             mark = {True: "", False: " ✗", None: " (no measurement)"}[p[k]["agrees"]]
             se = f" ± {p[k]['se']:.2g}" if "se" in p[k] else ""
             return f"{p[k]['value']:.4g}{se} [{p[k]['z']:+.1f}]{mark}"
@@ -278,7 +308,7 @@ def markdown_table(results: dict) -> str:
             "no measurement and is left out of the verdict, as is one that did not settle.  ρ − 1: "
             "spectral radius of linearised SGD's second-moment map minus 1, per step (Rayleigh–Ritz "
             "on a subspace: a lower bound; \"pilots\" is what the last refinement of the subspace "
-            "added, its stated uncertainty).  θ*-free = (η/4)E‖ĝ‖² from the same "
+            f"added, its stated uncertainty).  θ*-free = {tf_label} from the same "
             "chains, its [z] from the per-chain differences with the observed excess.\n")
     return head + "\n".join(lines) + foot
 
@@ -309,7 +339,7 @@ def console_table(results: dict) -> str:
     cols = ("eta*h", "S", "observed ± SE", "n", "settl", "drift", "Wang z", "discr z", "sd z",
             "lin z", "rho-1", "theta-free ± SE", "div")
     fmt = "{:>6} {:>4} {:>22} {:>4} {:>5} {:>6} {:>8} {:>8} {:>8} {:>8} {:>9} {:>22} {:>4}"
-    lines = [fmt.format(*cols)]
+    lines = [momentum_line(results), fmt.format(*cols)]
     for r in results["rows"]:
         p, tf = r["predictions"], r["theta_free"]
         lin = p.get("linear")
@@ -321,8 +351,8 @@ def console_table(results: dict) -> str:
             r["n_chains"] - r["n_diverged"],
             "—" if "settled" not in r else ("yes" if r["settled"] else "NO"),
             f"{r['drift_z']:+.1f}", f"{p['wang']['z']:+.1f}", f"{p['discrete']['z']:+.1f}",
-            f"{p['state_dependent']['z']:+.1f}", lin_z,
-            "—" if not rho else f"{rho['value']:+.2g}", _pm(tf["value"], tf["se"]), r["n_diverged"]))
+            NA if p.get("state_dependent") is None else f"{p['state_dependent']['z']:+.1f}", lin_z,
+            _rho_cell(r).split(" (")[0], _pm(tf["value"], tf["se"]), r["n_diverged"]))
     if any("accounting" in r for r in results["rows"]):
         from .accounting import accounting_lines
 
@@ -358,9 +388,12 @@ def figure(results: dict):
         ax.plot(grid, cs * np.asarray(curves["wang_per_c"]), label="Wang (12)")
         ax.plot(grid, cs * np.asarray(curves["jastrzebski_per_c"]), "--", label="Jastrzębski (6)")
         ax.plot(grid, cs * np.asarray(curves["discrete_per_c"]), "-.", label="discrete law")
-        sd = [r["predictions"]["state_dependent"] for r in rows]
-        ax.errorbar(lr, [p["value"] for p in sd], yerr=[2 * p.get("se", 0.0) for p in sd], fmt=":s",
-                    ms=4, capsize=2, label="discrete + ΔE₁ (± 2 SE of the probes)")
+        sd = [(r["lr"], r["predictions"].get("state_dependent")) for r in rows]
+        sd = [(x, p) for x, p in sd if p is not None]          # n/a with momentum
+        if sd:
+            ax.errorbar([x for x, _ in sd], [p["value"] for _, p in sd],
+                        yerr=[2 * p.get("se", 0.0) for _, p in sd], fmt=":s", ms=4, capsize=2,
+                        label="discrete + ΔE₁ (± 2 SE of the probes)")
         ax.errorbar(lr, [r["observed"] for r in rows], yerr=[2 * r["observed_se"] for r in rows],
                     fmt="o", color="k", capsize=3, label="SGD observed ± 2 SE")
         lin = [(r["lr"], r["predictions"]["linear"]) for r in rows
@@ -371,13 +404,15 @@ def figure(results: dict):
                         color="tab:purple", capsize=2, label="linearised SGD ± 2 SE")
         ax.errorbar(lr * 1.04, [r["theta_free"]["value"] for r in rows],
                     yerr=[2 * r["theta_free"]["se"] for r in rows], fmt="^", mfc="none",
-                    color="tab:gray", capsize=2, label="θ*-free (η/4)E‖ĝ‖²")
+                    color="tab:gray", capsize=2,
+                    label="θ*-free ((1+β)/(4η))E‖v‖²" if results.get("momentum") else "θ*-free (η/4)E‖ĝ‖²")
         ax.set(xscale="log", yscale="log", xlabel="learning rate η",
                ylabel="stationary excess loss E L − L*", title=f"S = {s}")
         ax.legend(fontsize=7)
     net = results["network"]
     fig.suptitle(f"digits MLP {net['activation']} {tuple(net['hidden'])}, P={net['P']}, "
-                 f"λ={net['l2']:g}; h_max={net['h_max']:.3g}", fontsize=9)
+                 f"λ={net['l2']:g}; h_max={net['h_max']:.3g}; momentum β={results.get('momentum', 0.0):g}",
+                 fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -31,9 +31,12 @@ agree is reported, not folded into the exit status.
 This module runs the measurement; :mod:`validation.smallnet.plan` sizes each setting
 from the spectrum, :mod:`validation.smallnet.report` scores it and draws the tables,
 verdict and figures from saved results, and :mod:`validation.smallnet.cache` keeps θ*.
-A heavy-ball β would enter as one more stepper in :mod:`dnn.exact.chains` (state (θ, v))
-and one more field here; the settling, accounting and stability code take the chains'
-statistics and do not care how they were stepped.
+With heavy-ball momentum β > 0 (``momentum``) real and linearised chains run heavy ball
+(:mod:`dnn.exact.chains`, state (θ, v)); (12), (6) and the discrete law take theory's
+``momentum=β`` (the effective rate η/(1−β) as η → 0; Eq. M7), the θ*-free value is
+((1+β)/(4η))E‖v‖², and η·h_max may go up to 2(1+β).  ΔE₁ and the Ritz stability stage
+have no heavy-ball form here, so they are reported as not available (None, "n/a"),
+never as their β = 0 values; the linear law then exists where its chains do not diverge.
 """
 
 from __future__ import annotations
@@ -135,6 +138,7 @@ class SmallnetConfig:
     cache: bool = True             # reuse θ*, H and its spectrum from the on-disk cache (verified)
     preprocess: str = "global"     # input scaling: global | feature | minmax (dnn.exact.digits)
     stability: bool = False        # also search the real edge (real chains diverging)
+    momentum: float = 0.0          # heavy-ball β in [0, 1) of every chain; 0 is plain SGD
 
     def __post_init__(self):
         effort = QUICK if _flag(self.quick, "quick") else DEFAULT
@@ -161,11 +165,20 @@ class SmallnetConfig:
         eta_h = _tuple(effort.eta_h if self.eta_h is None else self.eta_h, "eta_h")
         if not eta_h:
             raise ValueError(f"eta_h must hold at least one value; got {self.eta_h!r}")
+        beta = _real(self.momentum, "momentum")
+        if not 0 <= beta < 1:
+            raise ValueError(f"momentum must be a number in [0, 1); got {self.momentum!r}")
+        object.__setattr__(self, "momentum", beta)
+        if beta > 0 and self.stability:
+            raise ValueError("stability (the real-edge search) is not available with momentum > 0; "
+                             f"got momentum={beta:g}")
         eta_h = tuple(_real(e, "eta_h") for e in eta_h)
+        two = 2.0 * (1.0 + beta)
         for e in eta_h:
-            if not 0 < e < 2:
-                # η·h_max >= 2: the linearised recursion has no stationary law.
-                raise ValueError(f"eta_h must lie in (0, 2) (lr·h_max >= 2 is unstable); got {e!r}")
+            if not 0 < e < two:
+                # η·h_max >= 2(1+β): the linearised recursion has no stationary law (theory, M5).
+                raise ValueError(f"eta_h must lie in (0, {two:g}) (lr·h_max >= 2(1+momentum) is "
+                                 f"unstable; momentum={beta:g}); got {e!r}")
         if len(set(eta_h)) != len(eta_h):
             raise ValueError(f"eta_h must not repeat a value; got {eta_h!r}")
         object.__setattr__(self, "eta_h", eta_h)
@@ -225,10 +238,11 @@ def _real(value, name) -> float:
 
 # ----------------------------------------------------------------------------- the run
 
-def _discrete_law(h, s_tilde, lr, batch_size, *, n_data, replacement, block=128):
+def _discrete_law(h, s_tilde, lr, batch_size, *, n_data, replacement, momentum=0.0, block=128):
     """:func:`theory.expected_loss_discrete` from H's spectrum, without a new P×P ``eigh``.
 
-    The law ½ tr(HC₀) = (η c_S/2) Σ_j Σ̃_jj/(2 − ηh_j) is a sum over H's eigendirections,
+    The law ½ tr(HC₀) = (η c_S/2) Σ_j Σ̃_jj/(2 − ηh_j) (with momentum β, (η c_S (1+β)/
+    (2(1−β))) Σ_j Σ̃_jj/(2(1+β) − ηh_j), Eq. M7) is a sum over H's eigendirections,
     so theory's function is evaluated on diagonal blocks (h_j, Σ̃_jj) and summed: the
     same formula, but an ``eigh`` of 128×128 blocks instead of seconds per call at P = 2410.
     """
@@ -241,7 +255,7 @@ def _discrete_law(h, s_tilde, lr, batch_size, *, n_data, replacement, block=128)
     for k in range(0, h.size, block):
         total += theory.expected_loss_discrete(np.diag(h[k:k + block]), np.diag(s[k:k + block]),
                                                lr, batch_size, n_data=n_data,
-                                               replacement=replacement)
+                                               replacement=replacement, momentum=momentum)
     return float(total)
 
 
@@ -261,17 +275,18 @@ def _plan_row(cfg, h, s_tilde, s_tilde_full, lr, c_s, batch_size, n_data):
     """Burn-in, window and record spacing for one (η, S) from the exact spectrum."""
     from dnn.exact.chains import default_record_every
 
-    effort = cfg.effort
+    effort, beta = cfg.effort, cfg.momentum
     # Burn-in gets at most half the per-setting budget; directions relaxing slower are
     # not waited for, and the fraction of the excess they leave is reported.
     burn, missing, capped = plan_burn_in(h, s_tilde, lr, target=BURN_IN_BIAS_PER_SE * effort.rel_se,
-                                         max_steps=effort.max_steps // 2)
+                                         max_steps=effort.max_steps // 2, momentum=beta)
     # The additive law ignores the state-dependent noise, which slows relaxation as SGD
     # nears mean-square instability (large η, small S); a floor of half the minimum
     # window is cheap insurance, and the drift z checks what remains.
     burn = max(burn, effort.min_window // 2)
-    missing = float(missing_fraction(h, s_tilde, lr, burn))
-    planned, ess_per_step = plan_window(h, s_tilde_full, lr, c_s, cfg.chains, rel_se=effort.rel_se)
+    missing = float(missing_fraction(h, s_tilde, lr, burn, beta))
+    planned, ess_per_step = plan_window(h, s_tilde_full, lr, c_s, cfg.chains, rel_se=effort.rel_se,
+                                        momentum=beta)
     # The window spans >= 1 burn-in, so the slow directions that carry noise relax within
     # it and the drift z between its halves can see a window that is not stationary; a row
     # that is not is extended until it is (validation.smallnet.measure), so this need not
@@ -464,6 +479,7 @@ def smallnet_results(cfg: SmallnetConfig) -> dict:
     cpu["exact"] = time.process_time() - c1
 
     kw = dict(n_data=n_data, replacement=cfg.replacement)
+    beta = cfg.momentum
     c_of = {s: float(theory.noise_factor(s, **kw)) for s in cfg.batch_sizes}
     s_noisiest = max(cfg.batch_sizes, key=lambda s: c_of[s])
     rows, probes, seeds = [], [], {"init": cfg.seed, "chains": {}, "probes": {}}
@@ -475,17 +491,18 @@ def smallnet_results(cfg: SmallnetConfig) -> dict:
     bar = tqdm(total=len(settings), desc="smallnet settings", disable=cfg.quiet, leave=False)
     for i, eta_h in enumerate(cfg.eta_h):
         lr = eta_h / exact.h_max
-        e_disc = {s: _discrete_law(h, s_tilde, lr, s, **kw) for s in cfg.batch_sizes}
-        probe_seed = [cfg.seed, 2, i]
-        seeds["probes"][f"{eta_h:g}"] = probe_seed
-        c2 = time.process_time()
-        tr_mean, tr_se, n_probes, secs = _probe_trace(cfg, ops, exact, s_tilde_full, lr, list(c_of.values()),
-                                                      e_disc[s_noisiest],
-                                                      np.random.default_rng(probe_seed))
-        timings["probes"] += secs
-        cpu["probes"] += time.process_time() - c2
-        probes.append({"eta_h_max": eta_h, "lr": lr, "trace_wk_c1": tr_mean, "trace_wk_c1_se": tr_se,
-                       "n_probes": n_probes, "seconds": secs})
+        e_disc = {s: _discrete_law(h, s_tilde, lr, s, momentum=beta, **kw) for s in cfg.batch_sizes}
+        if beta == 0:      # ΔE₁ has no heavy-ball form (theory.state_dependent_correction)
+            probe_seed = [cfg.seed, 2, i]
+            seeds["probes"][f"{eta_h:g}"] = probe_seed
+            c2 = time.process_time()
+            tr_mean, tr_se, n_probes, secs = _probe_trace(
+                cfg, ops, exact, s_tilde_full, lr, list(c_of.values()), e_disc[s_noisiest],
+                np.random.default_rng(probe_seed))
+            timings["probes"] += secs
+            cpu["probes"] += time.process_time() - c2
+            probes.append({"eta_h_max": eta_h, "lr": lr, "trace_wk_c1": tr_mean,
+                           "trace_wk_c1_se": tr_se, "n_probes": n_probes, "seconds": secs})
         for j, s in enumerate(cfg.batch_sizes):
             c_s = c_of[s]
             plan = _plan_row(cfg, h, s_tilde, s_tilde_full, lr, c_s, s, n_data)
@@ -499,25 +516,29 @@ def smallnet_results(cfg: SmallnetConfig) -> dict:
                                   replacement=cfg.replacement, seed=chain_seed,
                                   max_total_steps=max(effort.settle_max_steps,
                                                       plan["burn_in"] + plan["window"]),
-                                  quiet=cfg.quiet)
+                                  quiet=cfg.quiet, momentum=beta)
             timings["chains"] += time.perf_counter() - t3
             cpu["chains"] += time.process_time() - c3
             stats = res["real"]
             m = chain_measurement(stats)
-            # tr[W K(C₀)] ∝ c_S (C₀ ∝ c_S) and ΔE₁ = (η c_S/2)·tr: ΔE₁ = (η/2) c_S² tr|_{c=1}.
-            delta = theory.state_dependent_correction_from_trace(c_s * tr_mean, lr, s, **kw)
-            delta_se = theory.state_dependent_correction_from_trace(c_s * tr_se, lr, s, **kw)
             values = {
-                "wang": theory.expected_loss_wang(exact.trace_sigma, lr, s, **kw),
-                "jastrzebski": theory.expected_loss_jastrzebski(exact.trace_h, lr, s, **kw),
+                "wang": theory.expected_loss_wang(exact.trace_sigma, lr, s, momentum=beta, **kw),
+                "jastrzebski": theory.expected_loss_jastrzebski(exact.trace_h, lr, s,
+                                                                momentum=beta, **kw),
                 "discrete": e_disc[s],
             }
             preds = {k: score(m["observed"], m["observed_se"], v) for k, v in values.items()}
-            preds["state_dependent"] = score(m["observed"], m["observed_se"], e_disc[s] + delta,
-                                             delta_se)
-            row = {"eta_h_max": eta_h, "lr": lr, "batch_size": s, **m, "predictions": preds,
-                   "delta_e1": {"value": delta, "se": delta_se, "n_probes": n_probes,
-                                "relative_to_discrete": delta / e_disc[s]},
+            preds["state_dependent"] = delta_e1 = None      # not available with momentum
+            if beta == 0:
+                # tr[W K(C₀)] ∝ c_S (C₀ ∝ c_S) and ΔE₁ = (η c_S/2)·tr: ΔE₁ = (η/2) c_S² tr|_{c=1}.
+                delta = theory.state_dependent_correction_from_trace(c_s * tr_mean, lr, s, **kw)
+                delta_se = theory.state_dependent_correction_from_trace(c_s * tr_se, lr, s, **kw)
+                preds["state_dependent"] = score(m["observed"], m["observed_se"], e_disc[s] + delta,
+                                                 delta_se)
+                delta_e1 = {"value": delta, "se": delta_se, "n_probes": n_probes,
+                            "relative_to_discrete": delta / e_disc[s]}
+            row = {"eta_h_max": eta_h, "lr": lr, "batch_size": s, "momentum": beta, **m,
+                   "predictions": preds, "delta_e1": delta_e1,
                    "plan": plan, "settle": res["settle"], "settled": res["settle"]["settled"],
                    "linear": linear_measurement(stats, res["linear"])}
             linear_states[(eta_h, s)] = res["linear"].final_state.state
@@ -526,7 +547,8 @@ def smallnet_results(cfg: SmallnetConfig) -> dict:
     bar.close()
 
     t4, c4 = time.perf_counter(), time.process_time()
-    stability = _stability.stability_block(
+    # the Ritz ρ is of plain SGD's second-moment map: no heavy-ball counterpart here
+    stability = None if beta > 0 else _stability.stability_block(
         model, data, minimum.theta, exact, ops, rows, linear_states, c_of,
         batch_sizes=cfg.batch_sizes, effort=effort, n_chains=cfg.chains,
         replacement=cfg.replacement, seed=cfg.seed,
@@ -539,7 +561,8 @@ def smallnet_results(cfg: SmallnetConfig) -> dict:
     cpu["total"] = time.process_time() - c0
     timings["cpu"] = cpu       # process CPU seconds (all threads) per stage, beside the wall times
     sound, reasons = soundness(rows)
-    results = {"network": network, "rows": rows, "probes": probes, "stability": stability,
+    results = {"network": network, "momentum": beta, "rows": rows, "probes": probes,
+               "stability": stability,
                "curves": _curves(cfg, h, s_tilde, exact, n_data),
                "sound": sound, "sound_reasons": reasons, "seeds": seeds, "z_max": Z_MAX,
                "conventions": CONVENTIONS, "timings": timings,
@@ -549,19 +572,23 @@ def smallnet_results(cfg: SmallnetConfig) -> dict:
 
 
 def _finish_row(row, stability) -> None:
-    """Per-row ρ, the linear prediction (or why there is none) and the accounting."""
-    rho = next(r["rho_minus_1"] for r in stability["rows"]
-               if r["eta_h_max"] == row["eta_h_max"] and r["batch_size"] == row["batch_size"])
+    """Per-row ρ, the linear prediction (or why there is none) and the accounting.
+
+    Without a stability block (momentum > 0) ρ is None and the linear law exists where
+    none of its chains diverged."""
+    rho = None if stability is None else next(
+        r["rho_minus_1"] for r in stability["rows"]
+        if r["eta_h_max"] == row["eta_h_max"] and r["batch_size"] == row["batch_size"])
     row["rho_minus_1"] = rho
     lin = row["linear"]
     notes = []
     if lin["n_diverged"]:
         notes.append(f"{lin['n_diverged']} of {lin['n_chains']} linearised chains diverged")
-    if rho["value"] > 0 and rho["visible_in_run"]:
+    if rho is not None and rho["value"] > 0 and rho["visible_in_run"]:
         notes.append(f"rho(T) - 1 = {rho['value']:+.3g} per step: E|delta|^2 grows by "
                      f"e^{rho['growth_over_run']:.3g} over the run")
     lin["exists"] = not notes
-    lin["stable"] = bool(rho["value"] < 0)
+    lin["stable"] = None if rho is None else bool(rho["value"] < 0)
     lin["settled"] = bool(row["settle"].get("linear_settled", True))
     if notes:
         lin["note"] = "no linear stationary law: " + "; ".join(notes)
@@ -570,7 +597,7 @@ def _finish_row(row, stability) -> None:
                                         "n_diverged": lin["n_diverged"], "exists": False,
                                         "note": lin["note"]}
     else:
-        if rho["value"] > 0:
+        if rho is not None and rho["value"] > 0:
             lin["note"] = (f"rho(T) - 1 = {rho['value']:+.3g} > 0, but E|delta|^2 grows by only "
                            f"e^{rho['growth_over_run']:.2g} over the run: the value is the run's "
                            "average, not a stationary law")
@@ -600,24 +627,32 @@ CONVENTIONS = (
     "Hessian SGD sees, used in Jastrzebski (6); c_S = 1/S with replacement, (N-S)/(S(N-1)) without; "
     "lr = eta_h_max / h_max; dE1 = (lr*c_S/2) tr[(2I - lr H)^-1 K(C0)], estimated with probes "
     "v ~ N(0, C0) and propagated into the z-score; linear = 0.5 delta^T H delta of linearised SGD "
-    "(the same minibatches as the real chains), its z from the per-chain differences.")
+    "(the same minibatches as the real chains), its z from the per-chain differences.  With "
+    "momentum beta: heavy ball v' = beta v - lr g, theta' = theta + v' (v = 0 at theta*), for real "
+    "and linearised chains; Wang, Jastrzebski and discrete take momentum=beta (theory, Eq. M7); "
+    "theta-free = (1+beta)/(4 lr) E|v|^2; dE1 and rho are not available (None).")
 
 
 def _curves(cfg, h, s_tilde, exact, n_data):
     """Predictions per unit c_S on a grid of η, so the figure needs nothing but the JSON."""
     import theory
 
-    lo, hi = min(cfg.eta_h) / 1.5, min(max(cfg.eta_h) * 1.2, 1.9)
+    beta = cfg.momentum
+    two = 2.0 * (1.0 + beta)
+    lo, hi = min(cfg.eta_h) / 1.5, min(max(cfg.eta_h) * 1.2, 0.95 * two)
     grid = np.geomspace(lo, hi, 24) / exact.h_max
     # S = 1 with replacement has c_S = 1: each curve is the prediction per unit c_S.
     return {"lr": grid.tolist(),
-            "wang_per_c": theory.expected_loss_wang(exact.trace_sigma, grid, 1).tolist(),
-            "jastrzebski_per_c": theory.expected_loss_jastrzebski(exact.trace_h, grid, 1).tolist(),
+            "wang_per_c": theory.expected_loss_wang(exact.trace_sigma, grid, 1,
+                                                    momentum=beta).tolist(),
+            "jastrzebski_per_c": theory.expected_loss_jastrzebski(exact.trace_h, grid, 1,
+                                                                  momentum=beta).tolist(),
             # theory.expected_loss_discrete in H's eigenbasis, (η/2) Σ_j Σ̃_jj/(2 − ηh_j) at
             # c_S = 1, vectorised over the grid: a figure aid (24 calls of theory's function
             # cost ~500 block eigh, tens of seconds on a loaded machine); every row's
             # prediction is theory's own function
-            "discrete_per_c": (0.5 * grid * ((1.0 / (2.0 - np.outer(grid, h))) @ s_tilde)).tolist()}
+            "discrete_per_c": (0.5 * grid * (1 + beta) / (1 - beta)
+                               * ((1.0 / (two - np.outer(grid, h))) @ s_tilde)).tolist()}
 
 
 def _provenance(cfg, seeds) -> dict:
