@@ -16,7 +16,9 @@ reference for the per-step ‖ĝ_k‖² and ‖v_k‖² the phase records.
 
 import json
 import os
+import subprocess
 import sys
+from pathlib import Path
 
 # Problem: N = 64 examples, d = 4, H eigenvalues 0.49..0.96; η = 0.3, S = 4.
 # There the exact finite-sum law (fourth-moment noise, discrete time) predicts an
@@ -128,6 +130,29 @@ def run(backend=None, momentum=0.0, loop="auto", steps=None):
         "steps": phase["steps"],
         "sampler": phase["sampler"],
     }
+
+
+def other_backend(backend):
+    """The Keras backend that is not ``backend`` (JAX or TensorFlow)."""
+    return "tensorflow" if backend == "jax" else "jax"
+
+
+def run_in_fresh_process(backend, *args):
+    """:func:`run` on ``backend`` in a new Python process; its JSON result as a dict.
+
+    Keras cannot switch backends in-process, so the other backend's check runs this
+    file as a script, with the repository on ``PYTHONPATH``.  ``args`` are the
+    script's MOMENTUM and STEPS.
+    """
+    here = Path(__file__).resolve().parent
+    root = here.parents[2]
+    env = {**os.environ, "KERAS_BACKEND": backend,
+           "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, str(here / "quadratic_case.py"), backend,
+                          *map(str, args)], env=env, capture_output=True, text=True,
+                         timeout=600, cwd=root)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 if __name__ == "__main__":

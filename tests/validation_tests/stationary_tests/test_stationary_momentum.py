@@ -10,9 +10,6 @@ accumulators must obey the heavy-ball telescoping sum exactly.  JAX (compiled
 loop) in-process, a few seconds; TensorFlow (per-step) in a subprocess, slow.
 """
 
-import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -89,15 +86,8 @@ def test_identity_accumulators_obey_the_heavy_ball_telescoping_sum(measured):
 def test_momentum_phase_on_tensorflow_in_fresh_process(measured):
     # TensorFlow keeps the per-step path; a shorter phase (4000 steps, about 40 s) with
     # the same draws: same trajectory up to float32 round-off, and the exact law within 4 SE
-    other = "tensorflow" if measured["backend"] == "jax" else "jax"
-    env = {**os.environ, "KERAS_BACKEND": other}
-    root = HERE.parents[2]
-    env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")])
-    out = subprocess.run([sys.executable, str(HERE / "quadratic_case.py"), other, str(BETA),
-                          "4000"], env=env, capture_output=True, text=True, timeout=600,
-                         cwd=root)
-    assert out.returncode == 0, out.stderr[-3000:]
-    r = json.loads(out.stdout.strip().splitlines()[-1])
+    other = quadratic_case.other_backend(measured["backend"])
+    r = quadratic_case.run_in_fresh_process(other, BETA, 4000)
     assert r["backend"] == other and r["momentum"] == BETA
     obs = r["observed"]
     assert abs(obs["value"] - r["exact"]) < Z_MAX * obs["se"], obs

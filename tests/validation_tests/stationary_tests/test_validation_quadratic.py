@@ -11,9 +11,6 @@ SGD.  Seeded and deterministic on CPU; on JAX (the compiled loop) the fixture
 costs a few seconds (6200 steps), the other backend (slow, per-step) about 1 min.
 """
 
-import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -108,14 +105,8 @@ def test_measurement_resolves_the_discrete_time_correction(measured):
 @pytest.mark.slow
 def test_stationary_phase_other_backend_in_fresh_process(measured):
     # Keras cannot switch backends in-process; the other one runs in a subprocess.
-    other = "tensorflow" if measured["backend"] == "jax" else "jax"
-    env = {**os.environ, "KERAS_BACKEND": other}
-    root = HERE.parents[2]
-    env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")])
-    out = subprocess.run([sys.executable, str(HERE / "quadratic_case.py"), other], env=env,
-                         capture_output=True, text=True, timeout=600, cwd=root)
-    assert out.returncode == 0, out.stderr[-3000:]
-    r = json.loads(out.stdout.strip().splitlines()[-1])
+    other = quadratic_case.other_backend(measured["backend"])
+    r = quadratic_case.run_in_fresh_process(other)
     assert r["backend"] == other
     _check(r)
     # same minibatch draws, same float32 arithmetic up to round-off
