@@ -23,9 +23,8 @@ if ls .whl/*.whl >/dev/null 2>&1; then
         --target /tmp/site .whl/*.whl || exit 1
 fi
 export PYTHONPATH=/tmp/site:$PWD
-if [ -d .whl/fashion-mnist ]; then
-    mkdir -p ~/.keras/datasets/fashion-mnist && cp .whl/fashion-mnist/*.gz ~/.keras/datasets/fashion-mnist/
-fi
+# The carried Fashion-MNIST files are read in place (grid --data-dir), not copied.
+FASHION_DIR=$PWD/.whl/fashion-mnist
 
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
   python3 -c "import jax, keras; print('jax', jax.__version__, jax.devices()); print('keras', keras.__version__)"
@@ -58,7 +57,7 @@ python3 -c "import sys; from validation.cli import main; sys.exit(main(['report'
 # from which the whole preset's time is estimated (the runs are independent and alike).
 step fashion_grid 150 python3 -c "import sys; from validation.cli import main; sys.exit(main(
     ['grid', '--preset', 'fashion', '--loss', 'kld', '--shard', '0/3', '--out', '/tmp/runs-fashion',
-      '--backend', 'jax', '--quiet']))"
+      '--data-dir', '$FASHION_DIR', '--backend', 'jax', '--quiet']))"
 python3 -c "import sys; from validation.cli import main; sys.exit(main(['report', '/tmp/runs-fashion', '--out', '/tmp/report-fashion']))" \
     >> "$OUT/fashion_grid.log" 2>&1 && cp /tmp/report-fashion/report.md "$OUT/fashion_report.md" 2>/dev/null
 ls -la "$OUT"
